@@ -1,0 +1,41 @@
+"""csnspec: a compiler for channel-separated video networks.
+
+    >>> import csnspec
+    >>> net = csnspec.load("specs/ipcsn152.csn")      # the spec IR
+    >>> csnspec.stats(net).total.flops                 # multiply-adds per clip
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import CsnError
+from .parse import load, parse
+
+__all__ = ["CsnError", "__version__", "analyse", "format_spec", "load", "lower", "parse", "stats"]
+
+
+def lower(net):
+    """The lowered, shape-annotated op tree of a spec (see `csnspec.ops`)."""
+    from .lowering import lower as _lower
+
+    return _lower(net)
+
+
+def analyse(low):
+    """The complexity report of a lowered network (see `csnspec.analysis`)."""
+    from .analysis import analyse as _analyse
+
+    return _analyse(low)
+
+
+def stats(net):
+    """The complexity report of a spec: per op, block, stage and the total."""
+    return analyse(lower(net))
+
+
+def format_spec(net) -> str:
+    """The canonical text of a spec."""
+    from .printer import format_spec as _format
+
+    return _format(net)

@@ -1,0 +1,439 @@
+"""Parse tree to spec IR: reads each statement, fills in the ResNet3D defaults of Table 1,
+and checks option meanings, pointing every error at the token that caused it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lark
+from pydantic import ValidationError
+
+from .errors import CsnError, Span, did_you_mean
+from .spec import FAMILY_ALIASES, FAMILY_NAMES, Family, Network
+
+# Table 1's ResNet3D template: what a `stages` line and a missing stem or head mean.
+DEFAULT_STEM = (
+    {"kind": "conv", "kernel": (3, 7, 7), "out": 64, "stride": (1, 2, 2)},
+    {"kind": "maxpool", "kernel": (1, 3, 3), "stride": (1, 2, 2)},
+)
+DEFAULT_WIDTH = 64
+DEFAULT_EXPANSION = 4
+DEFAULT_STAGE_STRIDE = (2, 2, 2)  # first block of stages 2..n
+BOOLEANS = {"on": True, "off": False, "true": True, "false": False}
+
+# Options of each statement: name -> kind of value.
+BLOCK_OPTIONS = {
+    "g": "int",
+    "expansion": "int",
+    "stride-at": ("middle", "first"),
+    "factorize": ("3d", "2+1d"),
+    "ip-relu": "bool",
+    "project": "bool",
+}
+STAGES_OPTIONS = {**BLOCK_OPTIONS, "widths": "int-list", "strides": "dims-list"}
+STAGE_OPTIONS = {**BLOCK_OPTIONS, "width": "int", "stride": "dims"}
+NORM_OPTIONS = {"eps": "number", "momentum": "number"}
+STEM_OPTIONS = {
+    "conv": {"out": "int", "stride": "dims", "padding": "dims"},
+    "maxpool": {"stride": "dims", "padding": "dims"},
+}
+HEAD_LAYERS = ("avgpool", "dropout", "fc")
+
+# Options that only some families understand, and what to say to the others.
+FAMILY_ONLY = {
+    "g": (
+        lambda f: f.uses_groups,
+        "use a -G family to group the 3x3x3 convs, or bottleneck-DG to group the 1x1x1 convs",
+    ),
+    "expansion": (lambda f: f.is_bottleneck, "simple blocks have no expansion"),
+    "stride-at": (lambda f: f.is_bottleneck, "simple blocks stride their first 3x3x3 conv"),
+    "ip-relu": (lambda f: f is Family.BOTTLENECK_IP, "only bottleneck-IP has the extra 1x1x1 conv"),
+    "project": (lambda f: f is Family.SIMPLE_D, "only simple-D has the optional 1x1x1 conv"),
+}
+
+
+@dataclass
+class Opt:
+    """An option as written: its name token, value, and the token(s) of the value."""
+
+    key: lark.Token
+    value: object
+    tokens: list  # one token, or one per list element
+
+
+def build(tree: lark.Tree) -> Network:
+    """Build the spec IR from a parse tree (syntax already checked)."""
+    spans: dict[str, Span] = {}
+    seen: dict[str, lark.Token] = {}
+    data: dict = {}
+    stage_trees = []
+    for st in tree.children:
+        kw = st.children[0]
+        if st.data != "stage":
+            if st.data in seen:
+                prev = seen[st.data]
+                raise CsnError(
+                    f"duplicate `{st.data}` line (first at line {prev.line})",
+                    Span.of(kw),
+                    hint="each statement appears once, except `stage`",
+                )
+            seen[st.data] = kw
+        if st.data == "network":
+            data["name"] = str(st.children[1])
+            spans["name"] = Span.of(st.children[1])
+        elif st.data == "input":
+            data["input"] = _dims(st.children[1], 4, "the input clip (channels x frames x height x width)")
+            spans["input"] = Span.of(st.children[1])
+        elif st.data == "classes":
+            data["classes"] = int(st.children[1])
+            spans["classes"] = Span.of(st.children[1])
+        elif st.data == "norm":
+            data["norm"] = _norm(st, spans)
+        elif st.data == "stem":
+            data["stem"] = _stem(st, spans)
+        elif st.data == "head":
+            data["head"] = _head(st, spans)
+        elif st.data in ("stages", "stage"):
+            stage_trees.append(st)
+
+    anchor = Span.of(next(iter(seen.values()))) if seen else Span(1, 1)
+    for required, key, example in (
+        ("network", "name", "network my-net"),
+        ("input", "input", "input 3x8x224x224"),
+        ("classes", "classes", "classes 400"),
+    ):
+        if key not in data:
+            raise CsnError(f"the spec has no `{required}` line", anchor, hint=f"add a line like `{example}`")
+    data["stages"] = _stages(stage_trees, spans, anchor)
+    data.setdefault("stem", [_fill_padding(dict(layer)) for layer in DEFAULT_STEM])
+    return validated(data, spans)
+
+
+def validated(data: dict, spans: dict) -> Network:
+    """Validate with pydantic, turning its errors into CsnErrors at the offending token."""
+    try:
+        net = Network.model_validate(data)
+    except ValidationError as err:
+        raise _from_pydantic(err, spans) from None
+    net._spans = spans
+    return net
+
+
+def _from_pydantic(err: ValidationError, spans: dict) -> CsnError:
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
+    loc = [p for p in loc if p not in ("conv", "maxpool")]  # discriminated-union tags
+    span = None
+    for n in range(len(loc), 0, -1):
+        span = spans.get(".".join(loc[:n]))
+        if span is not None:
+            break
+    what = ".".join(loc) or "spec"
+    kind, ctx, value = first["type"], first.get("ctx") or {}, first.get("input")
+    if kind == "greater_than" and ctx.get("gt") == 0:
+        msg = f"{_field_words(loc)} must be positive, got {value}"
+    elif kind == "greater_than_equal":
+        msg = f"{_field_words(loc)} must be at least {ctx.get('ge')}, got {value}"
+    elif kind in ("less_than", "less_than_equal"):
+        msg = f"{_field_words(loc)} must be below {ctx.get('lt', ctx.get('le'))}, got {value}"
+    elif kind == "value_error":
+        msg = str(ctx.get("error", first["msg"]))
+    else:
+        msg = f"{what}: {first['msg']}"
+    return CsnError(msg, span)
+
+
+def _field_words(loc: list[str]) -> str:
+    words = {"input": "every input size", "classes": "the class count", "eps": "eps", "momentum": "momentum"}
+    for part in reversed(loc):
+        if not part.isdigit():
+            return words.get(part, part)
+    return "value"
+
+
+# -- values -------------------------------------------------------------------------------
+
+
+def _dims(tok: lark.Token, n: int, what: str) -> tuple[int, ...]:
+    if tok.type != "DIMS":
+        raise CsnError(f"expected {what}, got '{tok}'", Span.of(tok), hint=f"write {n} sizes joined by 'x'")
+    parts = tuple(int(p) for p in str(tok).split("x"))
+    if len(parts) != n:
+        example = "3x8x224x224" if n == 4 else "1x2x2"
+        raise CsnError(
+            f"{what} takes {n} sizes, got {len(parts)} in '{tok}'", Span.of(tok), hint=f"e.g. {example}"
+        )
+    return parts
+
+
+def _value(node, kind, key: lark.Token) -> Opt:
+    name = str(key)
+    if isinstance(node, lark.Tree):  # a list
+        items = [c for c in node.children if isinstance(c, lark.Tree) or c.type not in ("LSQB", "RSQB", "COMMA")]
+        if kind not in ("int-list", "dims-list"):
+            raise CsnError(f"`{name}` takes a single value, not a list", Span.of(key))
+        if not items:
+            raise CsnError(f"`{name}` needs at least one value", Span.of(key))
+        elem = "int" if kind == "int-list" else "dims"
+        return Opt(key, [_value(i, elem, key).value for i in items], items)
+    tok = node
+    span = Span.of(tok)
+    if kind == "int":
+        if tok.type != "INT":
+            raise CsnError(f"`{name}` takes a whole number, got '{tok}'", span)
+        return Opt(key, int(tok), [tok])
+    if kind == "number":
+        if tok.type not in ("INT", "FLOAT"):
+            raise CsnError(f"`{name}` takes a number, got '{tok}'", span)
+        return Opt(key, float(tok), [tok])
+    if kind == "dims":
+        return Opt(key, _dims(tok, 3, f"`{name}` (time x height x width)"), [tok])
+    if kind == "bool":
+        word = str(tok).lower()
+        if word not in BOOLEANS:
+            raise CsnError(f"`{name}` takes on or off, got '{tok}'", span)
+        return Opt(key, BOOLEANS[word], [tok])
+    if kind in ("int-list", "dims-list"):
+        example = "[64,128,256,512]" if kind == "int-list" else "[1x1x1,2x2x2,2x2x2,2x2x2]"
+        raise CsnError(f"`{name}` takes a list, e.g. {name}={example}", span)
+    # a choice among words
+    if str(tok) not in kind:
+        raise CsnError(
+            f"`{name}` takes one of {', '.join(kind)}, got '{tok}'",
+            span,
+            hint=did_you_mean(str(tok), kind),
+        )
+    return Opt(key, str(tok), [tok])
+
+
+def _options(nodes, allowed: dict, where: str) -> dict[str, Opt]:
+    out: dict[str, Opt] = {}
+    for node in nodes:
+        key, _, value = node.children
+        name = str(key)
+        if name not in allowed:
+            hint = did_you_mean(name, allowed)
+            if hint is None and allowed:
+                hint = f"{where} takes: " + ", ".join(allowed)
+            raise CsnError(f"unknown option `{name}` for {where}", Span.of(key), hint=hint)
+        if name in out:
+            raise CsnError(f"duplicate option `{name}`", Span.of(key), hint="give each option once")
+        out[name] = _value(value, allowed[name], key)
+    return out
+
+
+def _options_of(tree: lark.Tree) -> list:
+    return [c for c in tree.children if isinstance(c, lark.Tree) and c.data == "option"]
+
+
+# -- statements ----------------------------------------------------------------------------
+
+
+def _norm(st: lark.Tree, spans: dict) -> dict:
+    kind = st.children[1]
+    if str(kind) != "batchnorm":
+        raise CsnError(f"unknown norm '{kind}'", Span.of(kind), hint=did_you_mean(str(kind), ["batchnorm"]) or "csnspec supports `norm batchnorm`")
+    opts = _options(_options_of(st), NORM_OPTIONS, "norm")
+    out = {"kind": "batchnorm"}
+    for key, opt in opts.items():
+        out[key] = opt.value
+        spans[f"norm.{key}"] = Span.of(opt.tokens[0])
+    return out
+
+
+def _fill_padding(layer: dict) -> dict:
+    # 'same'-style padding for odd kernels, as every public CSN stem uses: (3,7,7) -> (1,3,3)
+    layer.setdefault("padding", tuple(k // 2 for k in layer["kernel"]))
+    return layer
+
+
+def _layers(st: lark.Tree):
+    return [c for c in st.children if isinstance(c, lark.Tree) and c.data == "layer"]
+
+
+def _stem(st: lark.Tree, spans: dict) -> list:
+    layers = _layers(st)
+    if len(layers) == 1 and str(layers[0].children[0]) == "none" and len(layers[0].children) == 1:
+        return []
+    out = []
+    for i, layer in enumerate(layers):
+        kind = layer.children[0]
+        if str(kind) not in STEM_OPTIONS:
+            raise CsnError(
+                f"unknown stem layer '{kind}'",
+                Span.of(kind),
+                hint=did_you_mean(str(kind), STEM_OPTIONS) or "the stem has `conv` and `maxpool` layers, or is `none`",
+            )
+        rest = [c for c in layer.children[1:] if isinstance(c, lark.Token)]
+        if not rest or rest[0].type != "DIMS":
+            raise CsnError(
+                f"a stem {kind} needs its kernel size", Span.of(kind), hint=f"e.g. `{kind} {'3x7x7' if str(kind) == 'conv' else '1x3x3'}`"
+            )
+        item = {"kind": str(kind), "kernel": _dims(rest[0], 3, f"the {kind} kernel (time x height x width)")}
+        spans[f"stem.{i}"] = Span.of(kind)
+        spans[f"stem.{i}.kernel"] = Span.of(rest[0])
+        for key, opt in _options(_options_of(layer), STEM_OPTIONS[str(kind)], f"stem {kind}").items():
+            item[key] = opt.value
+            spans[f"stem.{i}.{key}"] = Span.of(opt.tokens[0])
+        if item["kind"] == "conv":
+            item.setdefault("out", 64)
+        out.append(_fill_padding(item))
+    return out
+
+
+def _head(st: lark.Tree, spans: dict) -> dict:
+    head: dict = {}
+    order = []
+    for layer in _layers(st):
+        kind = layer.children[0]
+        name = str(kind)
+        if name not in HEAD_LAYERS:
+            raise CsnError(
+                f"unknown head layer '{kind}'",
+                Span.of(kind),
+                hint=did_you_mean(name, HEAD_LAYERS) or "the head is `avgpool[, dropout P], fc`",
+            )
+        if name in order:
+            raise CsnError(f"duplicate head layer '{kind}'", Span.of(kind))
+        if _options_of(layer):
+            raise CsnError(f"head {kind} takes no options", Span.of(_options_of(layer)[0].children[0]))
+        arg = next((c for c in layer.children[1:] if isinstance(c, lark.Token)), None)
+        if name == "avgpool" and arg is not None:
+            head["window"] = _dims(arg, 3, "the avgpool window (time x height x width)")
+            spans["head.window"] = Span.of(arg)
+        elif name == "dropout":
+            if arg is None or arg.type not in ("INT", "FLOAT"):
+                raise CsnError("dropout needs its rate, e.g. `dropout 0.5`", Span.of(kind))
+            head["dropout"] = float(arg)
+            spans["head.dropout"] = Span.of(arg)
+        elif arg is not None:
+            raise CsnError(f"head {kind} takes no value", Span.of(arg))
+        order.append(name)
+        spans[f"head.{name}"] = Span.of(kind)
+    expected = [n for n in HEAD_LAYERS if n in order]
+    if order != expected or "avgpool" not in order or "fc" not in order:
+        raise CsnError(
+            "the head is `avgpool[, dropout P], fc` in that order",
+            Span.of(st.children[0]),
+            hint="every network ends with a pool and a fully-connected layer",
+        )
+    return head
+
+
+def _family(tok: lark.Token) -> Family:
+    word = str(tok)
+    lowered = {n.lower(): n for n in FAMILY_NAMES}
+    if word.lower() not in lowered:
+        raise CsnError(
+            f"unknown block family '{word}'",
+            Span.of(tok),
+            hint=did_you_mean(word, FAMILY_NAMES) or "families: " + ", ".join(FAMILY_NAMES),
+        )
+    canonical = lowered[word.lower()]
+    return FAMILY_ALIASES.get(canonical) or Family(canonical)
+
+
+def _stages(trees: list, spans: dict, anchor: Span) -> list:
+    if not trees:
+        raise CsnError(
+            "the spec has no stages", anchor, hint="add e.g. `stages bottleneck-D x [3,4,6,3]`"
+        )
+    kinds = {t.data for t in trees}
+    if kinds == {"stages", "stage"}:
+        second = next(t for t in trees if t.data != trees[0].data)
+        raise CsnError(
+            "use either one `stages` line or `stage` lines, not both",
+            Span.of(second.children[0]),
+        )
+    if kinds == {"stages"}:
+        if len(trees) > 1:
+            raise CsnError("duplicate `stages` line", Span.of(trees[1].children[0]))
+        return _compact_stages(trees[0], spans)
+    return [_explicit_stage(t, i, spans) for i, t in enumerate(trees)]
+
+
+def _split_stage_line(st: lark.Tree):
+    fam_tok = st.children[1]
+    times = next(c for c in st.children if isinstance(c, lark.Token) and c.type == "TIMES")
+    counts = st.children[st.children.index(times) + 1]
+    return fam_tok, counts, _options_of(st)
+
+
+def _block_options(fam: Family, fam_tok, opts: dict[str, Opt], where: str) -> dict:
+    out = {}
+    for key, (applies, hint) in FAMILY_ONLY.items():
+        if key in opts and not applies(fam):
+            raise CsnError(
+                f"`{key}=` means nothing for {fam.value} blocks", Span.of(opts[key].key), hint=hint
+            )
+    if fam.uses_groups:
+        if "g" not in opts:
+            raise CsnError(
+                f"{fam.value} needs the number of groups", Span.of(fam_tok), hint=f"write e.g. `{fam.value} g=4`"
+            )
+        out["groups"] = opts["g"].value
+    if fam.is_bottleneck:
+        out["expansion"] = opts["expansion"].value if "expansion" in opts else DEFAULT_EXPANSION
+        out["stride_at"] = opts["stride-at"].value if "stride-at" in opts else "middle"
+    if "factorize" in opts:
+        out["factorize"] = opts["factorize"].value
+    if fam is Family.BOTTLENECK_IP:
+        out["ip_relu"] = opts["ip-relu"].value if "ip-relu" in opts else False
+    if fam is Family.SIMPLE_D:
+        out["project"] = opts["project"].value if "project" in opts else True
+    return out
+
+
+_SPAN_KEYS = {"g": "groups", "expansion": "expansion", "stride-at": "stride_at", "factorize": "factorize", "ip-relu": "ip_relu", "project": "project"}
+
+
+def _compact_stages(st: lark.Tree, spans: dict) -> list:
+    fam_tok, counts, opt_nodes = _split_stage_line(st)
+    fam = _family(fam_tok)
+    opts = _options(opt_nodes, STAGES_OPTIONS, "a `stages` line")
+    count_toks = [c for c in counts.children if c.type == "INT"]
+    n = len(count_toks)
+    block = _block_options(fam, fam_tok, opts, "stages")
+    widths = opts["widths"].value if "widths" in opts else [DEFAULT_WIDTH * 2**i for i in range(n)]
+    strides = opts["strides"].value if "strides" in opts else [(1, 1, 1)] + [DEFAULT_STAGE_STRIDE] * (n - 1)
+    for key, values in (("widths", widths), ("strides", strides)):
+        if key in opts and len(values) != n:
+            raise CsnError(
+                f"`{key}` has {len(values)} values for {n} stages",
+                Span.of(opts[key].key),
+                hint="give one value per stage",
+            )
+    stages = []
+    for i in range(n):
+        stages.append({"family": fam, "blocks": int(count_toks[i]), "width": widths[i], "stride": tuple(strides[i]), **block})
+        spans[f"stages.{i}"] = spans[f"stages.{i}.family"] = Span.of(fam_tok)
+        spans[f"stages.{i}.blocks"] = Span.of(count_toks[i])
+        for key, opt in opts.items():
+            if key in ("widths", "strides"):
+                spans[f"stages.{i}.{key[:-1]}"] = Span.of(opt.tokens[i])
+            else:
+                spans[f"stages.{i}.{_SPAN_KEYS[key]}"] = Span.of(opt.tokens[0])
+        spans.setdefault(f"stages.{i}.width", Span.of(fam_tok))
+        spans.setdefault(f"stages.{i}.stride", Span.of(fam_tok))
+    return stages
+
+
+def _explicit_stage(st: lark.Tree, i: int, spans: dict) -> dict:
+    fam_tok, count, opt_nodes = _split_stage_line(st)
+    fam = _family(fam_tok)
+    opts = _options(opt_nodes, STAGE_OPTIONS, "a `stage` line")
+    if "width" not in opts:
+        raise CsnError("a `stage` line needs its width", Span.of(fam_tok), hint="add e.g. `width=64`")
+    stage = {
+        "family": fam,
+        "blocks": int(count),
+        "width": opts["width"].value,
+        "stride": opts["stride"].value if "stride" in opts else (1, 1, 1),
+        **_block_options(fam, fam_tok, opts, "stage"),
+    }
+    spans[f"stages.{i}"] = spans[f"stages.{i}.family"] = Span.of(fam_tok)
+    spans[f"stages.{i}.blocks"] = Span.of(count)
+    for key, opt in opts.items():
+        spans[f"stages.{i}.{_SPAN_KEYS.get(key, key)}"] = Span.of(opt.tokens[0])
+    spans.setdefault(f"stages.{i}.stride", Span.of(fam_tok))
+    return stage

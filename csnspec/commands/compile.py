@@ -1,0 +1,49 @@
+"""`csnspec compile FILE... --backend torch|flax`: write one standalone model module per spec."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import CsnError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compile", help="generate PyTorch or Flax model code from specs")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--backend", choices=("torch", "flax"), default="torch")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", metavar="PATH", help="output file (one spec only)")
+    where.add_argument("--out-dir", metavar="DIR", help="output folder (default: generated/<backend>)")
+    p.add_argument("--check", action="store_true", help="exit 1 if a file on disk differs from what would be written")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..atomic import write_text
+    from ..backends import module_name, render
+    from ..lowering import lower
+    from ..parse import load
+
+    if args.output and len(args.files) != 1:
+        raise CsnError("-o takes one spec; use --out-dir for several")
+    out_dir = Path(args.out_dir or f"generated/{args.backend}")
+    # Render everything first: a failing spec leaves no file written or half-written.
+    outputs: dict[Path, tuple[str, str]] = {}
+    for path in args.files:
+        net = load(path)
+        target = Path(args.output) if args.output else out_dir / module_name(net)
+        if target in outputs:
+            raise CsnError(f"{path} and {outputs[target][0]} both name network '{net.name}' ({target})")
+        outputs[target] = (path, render(lower(net), args.backend))
+    if args.check:
+        stale = [t for t, (_, text) in outputs.items() if not t.exists() or t.read_text(encoding="utf-8") != text]
+        for t in stale:
+            print(f"{t}: differs from what `csnspec compile` writes now", file=sys.stderr)
+        if not stale:
+            print(f"{len(outputs)} file(s) up to date")
+        return 1 if stale else 0
+    for target, (path, text) in outputs.items():
+        write_text(target, text)
+        print(f"{path} -> {target}")
+    return 0

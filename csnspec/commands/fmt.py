@@ -1,0 +1,33 @@
+"""`csnspec fmt FILE`: print (or check, or rewrite) a spec's canonical text."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("fmt", help="print a spec in canonical form")
+    p.add_argument("file", metavar="FILE")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if the file is not in canonical form")
+    mode.add_argument("-w", "--write", action="store_true", help="rewrite the file in canonical form")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..atomic import write_text
+    from ..parse import load
+    from ..printer import format_spec
+
+    net = load(args.file)
+    text = format_spec(net)
+    if args.check:
+        with open(args.file, encoding="utf-8") as f:
+            same = f.read() == text
+        print(f"{args.file}: {'canonical' if same else 'would be reformatted'}")
+        return 0 if same else 1
+    if args.write:
+        write_text(args.file, text)
+        return 0
+    sys.stdout.write(text)
+    return 0

@@ -1,0 +1,273 @@
+"""Spec IR to lowered IR: every block family of the paper's Figures 2-4 as primitive ops with shapes.
+
+Shapes follow PyTorch's convolution arithmetic, out = floor((in + 2p - k) / s) + 1, so uneven
+sizes are legal (7 -> 4 under stride 2). Semantic errors found here point at the spec token
+that caused them, through the spans the parser recorded.
+"""
+
+from __future__ import annotations
+
+from math import gcd
+
+from .errors import CsnError
+from .ops import (
+    Add,
+    BatchNorm,
+    Block,
+    BlockParams,
+    Conv3d,
+    Dropout,
+    GlobalAvgPool,
+    Linear,
+    LoweredNetwork,
+    MaxPool,
+    AvgPool,
+    ReLU,
+    Sequence,
+    Stage,
+)
+from .spec import Family, Network
+
+_DEPTHWISE = {Family.BOTTLENECK_D, Family.BOTTLENECK_DG, Family.BOTTLENECK_IP}
+_AXES = ("frames", "height", "width")
+
+
+def lower(net: Network) -> LoweredNetwork:
+    """Lower a spec to its op tree (cached on the spec object, which is immutable)."""
+    if net._lowered is None:
+        net._lowered = _Lowering(net).run()
+    return net._lowered
+
+
+def out_size(size: int, k: int, s: int, p: int) -> int:
+    """PyTorch's convolution and pooling output size (floor mode)."""
+    return (size + 2 * p - k) // s + 1
+
+
+class _Lowering:
+    def __init__(self, net: Network):
+        self.net = net
+        self.spans = net._spans
+        self.eps = net.norm.eps
+        self.momentum = net.norm.momentum
+
+    def error(self, key: str, message: str, hint: str | None = None) -> CsnError:
+        span = self.spans.get(key)
+        while span is None and "." in key:
+            key = key.rsplit(".", 1)[0]
+            span = self.spans.get(key)
+        return CsnError(message, span, hint=hint)
+
+    def shape_after(self, shape, k, s, p, where: str, key: str):
+        c = shape[0]
+        out = tuple(out_size(shape[i + 1], k[i], s[i], p[i]) for i in range(3))
+        for axis, before, after in zip(_AXES, shape[1:], out):
+            if after < 1:
+                dims = "x".join(map(str, shape[1:]))
+                raise self.error(
+                    key,
+                    f"{where} shrinks the {axis} below 1 ({before} -> {after}) on a {dims} feature map",
+                    hint="use a larger input clip, or fewer or smaller strides",
+                )
+        return (c,) + out
+
+    def run(self) -> LoweredNetwork:
+        net = self.net
+        shape = tuple(net.input)
+        stem_ops: list = []
+        counts = {"conv": 0, "maxpool": 0}
+        for i, layer in enumerate(net.stem):
+            counts[layer.kind] += 1
+            n = counts[layer.kind]
+            if layer.kind == "conv":
+                out = self.shape_after(shape, layer.kernel, layer.stride, layer.padding, "the stem conv", f"stem.{i}.stride")
+                out = (layer.out,) + out[1:]
+                stem_ops.append(Conv3d(f"stem.conv{n}", shape, out, shape[0], layer.out, layer.kernel, layer.stride, layer.padding))
+                stem_ops.append(BatchNorm(f"stem.bn{n}", out, out, layer.out, self.eps, self.momentum))
+                stem_ops.append(ReLU(f"stem.relu{n}", out, out))
+            else:
+                out = self.shape_after(shape, layer.kernel, layer.stride, layer.padding, "the stem maxpool", f"stem.{i}.stride")
+                stem_ops.append(MaxPool(f"stem.pool{n}", shape, out, layer.kernel, layer.stride, layer.padding))
+            shape = out
+        stem = Sequence("stem", tuple(stem_ops), tuple(net.input), shape)
+
+        stages = []
+        for si, st in enumerate(net.stages):
+            blocks = []
+            stage_in = shape
+            for bi in range(st.blocks):
+                stride = st.stride if bi == 0 else (1, 1, 1)
+                block = _BlockLowering(self, si, st, f"layer{si + 1}.{bi}", shape, stride).run()
+                blocks.append(block)
+                shape = block.out_shape
+            stages.append(Stage(f"layer{si + 1}", si, st.family, tuple(blocks), stage_in, shape))
+
+        head_in = shape
+        head_ops: list = []
+        if net.head.window is not None:
+            k = net.head.window
+            out = (shape[0],) + tuple(shape[i + 1] - k[i] + 1 for i in range(3))
+            if min(out[1:]) < 1:
+                dims = "x".join(map(str, shape[1:]))
+                raise self.error(
+                    "head.window",
+                    f"the avgpool window {'x'.join(map(str, k))} is larger than the final {dims} feature map",
+                    hint="use a smaller window, or `avgpool` alone for a global average",
+                )
+            head_ops.append(AvgPool("head.window_pool", shape, out, k))
+            shape = out
+        pooled = (shape[0],)
+        head_ops.append(GlobalAvgPool("head.pool", shape, pooled))
+        if net.head.dropout > 0:
+            head_ops.append(Dropout("head.dropout", pooled, pooled, net.head.dropout))
+        head_ops.append(Linear("head.fc", pooled, (net.classes,), shape[0], net.classes))
+        head = Sequence("head", tuple(head_ops), head_in, (net.classes,))
+        return LoweredNetwork(net, net.name, tuple(net.input), stem, tuple(stages), head)
+
+
+class _BlockLowering:
+    """One residual block: the branch of its family, the shortcut and the merge."""
+
+    def __init__(self, low: _Lowering, si: int, stage, prefix: str, shape, stride):
+        self.low, self.si, self.st, self.prefix = low, si, stage, prefix
+        self.shape = shape
+        self.stride = stride
+        self.ops: list = []
+        fam = stage.family
+        cin = shape[0]
+        cout = stage.out_width
+        self.params = BlockParams(cin, stage.width, cout, stride, cin != cout or stride != (1, 1, 1))
+
+    # -- op helpers -------------------------------------------------------------------------
+
+    def conv(self, slot, cin, cout, kernel, stride, groups, *, in_ref, out_ref, groups_ref=None, stride_ref=None, factorize=False):
+        """Add conv `conv_<slot>` + BN (+ the (2+1)D split when asked); the caller adds the ReLU."""
+        if factorize and kernel[0] > 1 and kernel[1:] != (1, 1):
+            s_stride = (1, stride[1], stride[2])
+            t_stride = (stride[0], 1, 1)
+            s_ref = "stride_hw" if stride_ref else None
+            t_ref = "stride_t" if stride_ref else None
+            self._conv1(f"{slot}_s", cin, cout, (1,) + kernel[1:], s_stride, groups, in_ref, out_ref, groups_ref, s_ref, bn=f"{slot}_s")
+            self.relu(f"{slot}_s")
+            self._conv1(f"{slot}_t", cout, cout, (kernel[0], 1, 1), t_stride, groups, out_ref, out_ref, groups_ref, t_ref, bn=slot)
+        else:
+            self._conv1(slot, cin, cout, kernel, stride, groups, in_ref, out_ref, groups_ref, stride_ref, bn=slot)
+
+    def _conv1(self, slot, cin, cout, kernel, stride, groups, in_ref, out_ref, groups_ref, stride_ref, bn):
+        self.check_groups(slot, cin, cout, groups, groups_ref)
+        pad = tuple(k // 2 for k in kernel)
+        where = f"the stride {'x'.join(map(str, stride))} of {self.prefix}.conv_{slot}"
+        out = self.low.shape_after(self.shape, kernel, stride, pad, where, f"stages.{self.si}.stride")
+        out = (cout,) + out[1:]
+        self.ops.append(
+            Conv3d(f"{self.prefix}.conv_{slot}", self.shape, out, cin, cout, kernel, stride, pad, groups,
+                   in_ref=in_ref, out_ref=out_ref, groups_ref=groups_ref, stride_ref=stride_ref)
+        )
+        self.ops.append(BatchNorm(f"{self.prefix}.bn_{bn}", out, out, cout, self.low.eps, self.low.momentum, channels_ref=out_ref))
+        self.shape = out
+
+    def relu(self, slot):
+        self.ops.append(ReLU(f"{self.prefix}.relu_{slot}", self.shape, self.shape))
+
+    def check_groups(self, slot, cin, cout, groups, groups_ref):
+        if groups_ref is not None:  # depthwise
+            if cin != cout:
+                raise self.low.error(
+                    f"stages.{self.si}.project",
+                    f"a depthwise conv cannot change width ({cin} -> {cout}) in {self.prefix}.conv_{slot}",
+                    hint="turn on simple-D's 1x1x1 projection (`project=on`) or keep the width",
+                )
+            return
+        if cin % groups or cout % groups:
+            bad = cin if cin % groups else cout
+            side = "input" if cin % groups else "output"
+            common = gcd(cin, cout)
+            divisors = [d for d in (1, 2, 4, 8, 16, 32, 64) if common % d == 0]
+            raise self.low.error(
+                f"stages.{self.si}.groups",
+                f"g={groups} does not divide the {bad} {side} channels of {self.prefix}.conv_{slot}",
+                hint="g must divide every width it groups, e.g. g=" + "|".join(map(str, divisors)),
+            )
+
+    # -- families --------------------------------------------------------------------------
+
+    def run(self) -> Block:
+        st, p = self.st, self.params
+        block_in = self.shape
+        if st.family.is_bottleneck:
+            self.bottleneck()
+        else:
+            self.simple()
+        self.ops[-1] = _last(self.ops[-1])
+        residual = tuple(self.ops)
+        branch_out = self.shape
+        shortcut: tuple = ()
+        if p.shortcut:
+            self.ops, self.shape = [], block_in
+            self._conv1("shortcut", p.in_channels, p.out_channels, (1, 1, 1), p.stride, 1,
+                        "in_channels", "out_channels", None, "stride", bn="shortcut")
+            shortcut = tuple(self.ops)
+            # names: conv_shortcut reads oddly; the projection is `shortcut_conv` / `shortcut_bn`
+            shortcut = (
+                _renamed(shortcut[0], f"{self.prefix}.shortcut_conv"),
+                _renamed(shortcut[1], f"{self.prefix}.shortcut_bn"),
+            )
+        merge = (
+            Add(f"{self.prefix}.add", branch_out, branch_out),
+            ReLU(f"{self.prefix}.relu", branch_out, branch_out),
+        )
+        return Block(self.prefix, st.family, p, block_in, branch_out, residual, shortcut, merge)
+
+    def bottleneck(self):
+        st, p, fam = self.st, self.params, self.st.family
+        g1 = st.groups if fam is Family.BOTTLENECK_DG else 1
+        first = p.stride if st.stride_at == "first" else (1, 1, 1)
+        middle = p.stride if st.stride_at != "first" else (1, 1, 1)
+        first_ref = "stride" if st.stride_at == "first" else None
+        middle_ref = "stride" if st.stride_at != "first" else None
+        fact = st.factorize == "2+1d"
+        self.conv("a", p.in_channels, p.width, (1, 1, 1), first, g1, in_ref="in_channels", out_ref="width", stride_ref=first_ref)
+        self.relu("a")
+        if fam is Family.BOTTLENECK_IP:
+            self.conv("ip", p.width, p.width, (1, 1, 1), (1, 1, 1), 1, in_ref="width", out_ref="width")
+            if st.ip_relu:
+                self.relu("ip")
+        if fam in _DEPTHWISE:
+            groups, groups_ref = p.width, "width"
+        else:
+            groups, groups_ref = (st.groups if fam is Family.BOTTLENECK_G else 1), None
+        self.conv("b", p.width, p.width, (3, 3, 3), middle, groups, in_ref="width", out_ref="width",
+                  groups_ref=groups_ref, stride_ref=middle_ref, factorize=fact)
+        self.relu("b")
+        self.conv("c", p.width, p.out_channels, (1, 1, 1), (1, 1, 1), g1, in_ref="width", out_ref="out_channels")
+
+    def simple(self):
+        st, p, fam = self.st, self.params, self.st.family
+        fact = st.factorize == "2+1d"
+        cin, in_ref = p.in_channels, "in_channels"
+        if fam is Family.SIMPLE_D and st.project and p.in_channels != p.out_channels:
+            self.conv("p", p.in_channels, p.out_channels, (1, 1, 1), (1, 1, 1), 1, in_ref="in_channels", out_ref="out_channels")
+            self.relu("p")
+            cin, in_ref = p.out_channels, "out_channels"
+        if fam is Family.SIMPLE_D:
+            groups, groups_ref = p.out_channels, "out_channels"
+            if cin != p.out_channels:
+                groups = cin  # reported as a depthwise width change by check_groups
+        else:
+            groups, groups_ref = (st.groups if fam is Family.SIMPLE_G else 1), None
+        self.conv("a", cin, p.out_channels, (3, 3, 3), p.stride, groups, in_ref=in_ref, out_ref="out_channels",
+                  groups_ref=groups_ref, stride_ref="stride", factorize=fact)
+        self.relu("a")
+        groups_b = p.out_channels if fam is Family.SIMPLE_D else groups
+        self.conv("b", p.out_channels, p.out_channels, (3, 3, 3), (1, 1, 1), groups_b, in_ref="out_channels",
+                  out_ref="out_channels", groups_ref=groups_ref, factorize=fact)
+
+
+def _last(bn: BatchNorm) -> BatchNorm:
+    return BatchNorm(bn.name, bn.in_shape, bn.out_shape, bn.channels, bn.eps, bn.momentum, bn.channels_ref, True)
+
+
+def _renamed(op, name):
+    from dataclasses import replace
+
+    return replace(op, name=name)

@@ -1,0 +1,153 @@
+"""Text to spec IR: the lark front end and the translation of syntax errors into plain words."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import lark
+
+from .errors import CsnError, Span, did_you_mean
+
+GRAMMAR = Path(__file__).parent / "grammar" / "csn.lark"
+
+STATEMENTS = ("network", "input", "classes", "norm", "stem", "stages", "stage", "head")
+
+# What each terminal is, in the words of the language reference (docs/language.md).
+TERMINAL_WORDS = {
+    **{kw.upper(): f"'{kw}'" for kw in STATEMENTS},
+    "TIMES": "'x' and the block count",
+    "EQUALS": "'='",
+    "COMMA": "','",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "DIMS": "sizes like 3x7x7",
+    "FACTORIZATION": "a factorization ('3d' or '2+1d')",
+    "FLOAT": "a number",
+    "INT": "a whole number",
+    "NAME": "a name",
+    "_NL": "the end of the line",
+    "$END": "the end of the file",
+}
+
+
+@lru_cache(maxsize=None)
+def _parser() -> lark.Lark:
+    # cache=True keeps the LALR tables in a temp file: a cold process then starts faster.
+    return lark.Lark(
+        GRAMMAR.read_text(),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        cache=True,
+    )
+
+
+def parse_tree(text: str, filename: str | None = None) -> lark.Tree:
+    """Parse text into a lark tree, raising CsnError for syntax errors."""
+    try:
+        return _parser().parse(text)
+    except lark.exceptions.UnexpectedInput as err:
+        raise _syntax_error(err, text).located(text, filename) from None
+
+
+def _describe(expected) -> str:
+    names = set(expected)
+    if names >= {kw.upper() for kw in ("network", "input", "stages")}:
+        return "a statement (" + ", ".join(STATEMENTS) + ")"
+    words = {TERMINAL_WORDS.get(n, n.lower()) for n in names}
+    if "EQUALS" not in names and "NAME" in names and names & {"TIMES", "_NL", "$END", "COMMA"}:
+        words.discard(TERMINAL_WORDS["NAME"])  # here a name can only start an option
+        words.add("an option like g=4")
+    words = sorted(words)
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _got(token) -> str:
+    if token.type == "$END":
+        return "the end of the file"
+    if token.type == "_NL":
+        return "the end of the line"
+    return f"'{token}'"
+
+
+def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str) -> CsnError:
+    if isinstance(err, lark.exceptions.UnexpectedCharacters):
+        char = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        msg = f"unexpected character '{char}'"
+        if err.allowed:
+            msg += f"; expected {_describe(err.allowed)}"
+        return CsnError(msg, Span(err.line, err.column), hint=_char_hint(char))
+    if isinstance(err, lark.exceptions.UnexpectedToken):
+        tok = err.token
+        expected = set(err.expected) | set(getattr(err, "accepts", None) or ())
+        msg = f"expected {_describe(expected)}, got {_got(tok)}"
+        line, column = err.line, err.column
+        if tok.type == "$END" or line is None or line < 0:
+            lines = text.splitlines() or [""]
+            line, column = len(lines), len(lines[-1]) + 1
+        length = len(str(tok)) if tok.type not in ("$END", "_NL") else 1
+        return CsnError(msg, Span(line, column, length), hint=_token_hint(tok, expected))
+    # UnexpectedEOF
+    lines = text.splitlines() or [""]
+    return CsnError(
+        f"unexpected end of file; expected {_describe(err.expected)}",
+        Span(len(lines), len(lines[-1]) + 1),
+    )
+
+
+def _char_hint(char: str) -> str | None:
+    if char in "(){}":
+        return "lists use square brackets, e.g. [3,4,6,3]"
+    if char == ":":
+        return "options are written key=value, e.g. g=4"
+    if char == "-":
+        return "names start with a letter"
+    return None
+
+
+def _token_hint(tok, expected: set) -> str | None:
+    if tok.type == "NAME" and "NETWORK" in expected:
+        return did_you_mean(str(tok), STATEMENTS) or "each line starts with one of: " + ", ".join(
+            STATEMENTS
+        )
+    if "TIMES" in expected and tok.type in ("LSQB", "INT"):
+        return "write 'x' before the block counts, e.g. `stages bottleneck x [3,4,6,3]`"
+    if "LSQB" in expected and tok.type == "INT":
+        return (
+            "a `stages` line takes one block count per stage, e.g. `x [3,4,6,3]`; "
+            "use a `stage` line for a single stage"
+        )
+    if "INT" in expected and tok.type == "LSQB":
+        return "a `stage` line takes one block count, e.g. `x 3`; use `stages` for a list"
+    if "EQUALS" in expected:
+        return "options are written key=value, e.g. g=4"
+    if tok.type == "DIMS" and "INT" in expected:
+        return "a single number is expected here"
+    return None
+
+
+def parse(text: str, filename: str | None = None):
+    """Parse and validate a spec text into a `Network` (the spec IR)."""
+    from .build import build
+    from .lowering import lower
+
+    tree = parse_tree(text, filename)
+    try:
+        net = build(tree)
+        lower(net)  # semantic checks that need shapes: groups, widths, strides
+    except CsnError as err:
+        raise err.located(text, filename) from None
+    return net
+
+
+def load(path):
+    """Read and validate a `.csn` file into a `Network`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CsnError(f"cannot read spec: {err.strerror or err}", filename=str(path)) from None
+    return parse(text, str(path))

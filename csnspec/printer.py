@@ -1,0 +1,109 @@
+"""Spec IR to canonical text (`csnspec fmt`): parsing the output gives back the same IR.
+
+The printer omits what equals a default, writes one `stages` line when every stage shares its
+family and block options, and `stage` lines otherwise.
+"""
+
+from __future__ import annotations
+
+from .build import DEFAULT_EXPANSION, DEFAULT_STAGE_STRIDE, DEFAULT_STEM, DEFAULT_WIDTH
+from .spec import Network, Norm, Stage
+
+
+def _dims(d) -> str:
+    return "x".join(str(int(v)) for v in d)
+
+
+def _num(x: float) -> str:
+    # repr gives the shortest text that reads back as the same float
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") and "e" not in text else text
+
+
+def _block_options(st: Stage) -> list[str]:
+    out = []
+    if st.groups is not None:
+        out.append(f"g={st.groups}")
+    if st.stride_at not in (None, "middle"):
+        out.append(f"stride-at={st.stride_at}")
+    if st.factorize != "3d":
+        out.append(f"factorize={st.factorize}")
+    if st.ip_relu:
+        out.append("ip-relu=on")
+    if st.project is False:
+        out.append("project=off")
+    return out
+
+
+def _expansion(st: Stage) -> list[str]:
+    if st.expansion is not None and st.expansion != DEFAULT_EXPANSION:
+        return [f"expansion={st.expansion}"]
+    return []
+
+
+def _stem(net: Network) -> str | None:
+    layers = [layer.model_dump() for layer in net.stem]
+    default = [{**d, "padding": tuple(k // 2 for k in d["kernel"])} for d in DEFAULT_STEM]
+    if layers == default:
+        return None
+    if not layers:
+        return "stem none"
+    items = []
+    for layer in net.stem:
+        words = [layer.kind, _dims(layer.kernel)]
+        if layer.kind == "conv":
+            words.append(f"out={layer.out}")
+        if layer.stride != (1, 1, 1):
+            words.append(f"stride={_dims(layer.stride)}")
+        if tuple(layer.padding) != tuple(k // 2 for k in layer.kernel):
+            words.append(f"padding={_dims(layer.padding)}")
+        items.append(" ".join(words))
+    return "stem " + ", ".join(items)
+
+
+def _stages(net: Network) -> list[str]:
+    stages = net.stages
+    first = stages[0]
+    shared = all(
+        st.model_copy(update={"blocks": 1, "width": 1, "stride": (1, 1, 1)})
+        == first.model_copy(update={"blocks": 1, "width": 1, "stride": (1, 1, 1)})
+        for st in stages
+    )
+    if shared:
+        n = len(stages)
+        words = ["stages", first.family.value, *_block_options(first), "x"]
+        words.append("[" + ",".join(str(st.blocks) for st in stages) + "]")
+        widths = [st.width for st in stages]
+        strides = [tuple(st.stride) for st in stages]
+        if widths != [DEFAULT_WIDTH * 2**i for i in range(n)]:
+            words.append("widths=[" + ",".join(map(str, widths)) + "]")
+        if strides != [(1, 1, 1)] + [DEFAULT_STAGE_STRIDE] * (n - 1):
+            words.append("strides=[" + ",".join(_dims(s) for s in strides) + "]")
+        words += _expansion(first)
+        return [" ".join(words)]
+    lines = []
+    for st in stages:
+        words = ["stage", st.family.value, *_block_options(st), "x", str(st.blocks), f"width={st.width}"]
+        words += _expansion(st)
+        if st.stride != (1, 1, 1):
+            words.append(f"stride={_dims(st.stride)}")
+        lines.append(" ".join(words))
+    return lines
+
+
+def format_spec(net: Network) -> str:
+    """The canonical text of a spec, ending with a newline."""
+    lines = [f"network {net.name}", f"input {_dims(net.input)}", f"classes {net.classes}"]
+    if net.norm != Norm():
+        lines.append(f"norm batchnorm eps={_num(net.norm.eps)} momentum={_num(net.norm.momentum)}")
+    stem = _stem(net)
+    if stem:
+        lines.append(stem)
+    lines += _stages(net)
+    if net.head.window is not None or net.head.dropout:
+        items = ["avgpool" + (f" {_dims(net.head.window)}" if net.head.window else "")]
+        if net.head.dropout:
+            items.append(f"dropout {_num(net.head.dropout)}")
+        items.append("fc")
+        lines.append("head " + ", ".join(items))
+    return "\n".join(lines) + "\n"
