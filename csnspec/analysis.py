@@ -8,31 +8,26 @@ activations are the elements of every op's output, per clip.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import NamedTuple
 
 from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork
 
 METRICS = ("flops", "params", "bn_params", "interactions", "activations")
 
 
-@dataclass(slots=True)
-class Cost:
+class Cost(NamedTuple):
     flops: int = 0
     params: int = 0
     bn_params: int = 0
     interactions: int = 0
     activations: int = 0
 
-    def __iadd__(self, other: Cost) -> Cost:
-        self.flops += other.flops
-        self.params += other.params
-        self.bn_params += other.bn_params
-        self.interactions += other.interactions
-        self.activations += other.activations
-        return self
+    def __add__(self, other: Cost) -> Cost:  # elementwise, not tuple concatenation
+        return Cost(*(a + b for a, b in zip(self, other)))
 
     def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return self._asdict()
 
     @property
     def activation_bytes(self) -> int:
@@ -49,30 +44,36 @@ def _volume(shape) -> int:
 
 def op_cost(op) -> Cost:
     """The cost of one op of the lowered IR."""
+    # Ops that differ only in name cost the same: the blocks after the first in a stage
+    # repeat exactly, so the cache turns most of a deep network into look-ups.
+    return _cost(type(op), op[1:])
+
+
+@lru_cache(maxsize=4096)
+def _cost(kind: type, fields: tuple) -> Cost:
+    op = kind("", *fields)
     acts = _volume(op.out_shape)
-    if isinstance(op, Conv3d):
-        k = op.kernel[0] * op.kernel[1] * op.kernel[2]
-        per_voxel = op.out_channels * (op.in_channels // op.groups) * k
+    if kind is Conv3d:
         n = op.in_channels // op.groups
+        per_voxel = op.out_channels * n * op.kernel[0] * op.kernel[1] * op.kernel[2]
         return Cost(
             flops=per_voxel * _volume(op.out_shape[1:]),
             params=per_voxel + (op.out_channels if op.bias else 0),
             interactions=op.out_channels * (n * (n - 1) // 2),
             activations=acts,
         )
-    if isinstance(op, Linear):
+    if kind is Linear:
         return Cost(
             flops=op.in_features * op.out_features,
             params=op.in_features * op.out_features + (op.out_features if op.bias else 0),
             activations=acts,
         )
-    if isinstance(op, BatchNorm):
+    if kind is BatchNorm:
         return Cost(bn_params=2 * op.channels, activations=acts)
     return Cost(activations=acts)
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     """One line of a report: a named part of the network and what it costs."""
 
     name: str
@@ -81,45 +82,60 @@ class Row:
     cost: Cost
 
 
-@dataclass(frozen=True, slots=True)
 class Report:
-    network: str
-    input_shape: tuple
-    ops: tuple[Row, ...]
-    blocks: tuple[Row, ...]
-    stages: tuple[Row, ...]
-    total: Cost
+    """Costs by block (stem and head count as one part each), by stage, and in total.
+
+    Per-op rows are built when first asked for (`report.ops`, `rows("op")`).
+    """
+
+    def __init__(self, low: LoweredNetwork, blocks, stages, total: Cost):
+        self.network = low.name
+        self.input_shape = low.input_shape
+        self.blocks: tuple[Row, ...] = blocks
+        self.stages: tuple[Row, ...] = stages
+        self.total = total
+        self._low = low
+        self._ops = None
+
+    @property
+    def ops(self) -> tuple[Row, ...]:
+        if self._ops is None:
+            self._ops = tuple(Row(op.name, op.kind, op.out_shape, op_cost(op)) for op in self._low.ops())
+        return self._ops
 
     def rows(self, by: str) -> tuple[Row, ...]:
         return {"op": self.ops, "block": self.blocks, "stage": self.stages}[by]
 
 
+def _sum(costs) -> Cost:
+    f = p = b = i = a = 0
+    for c in costs:
+        f += c[0]
+        p += c[1]
+        b += c[2]
+        i += c[3]
+        a += c[4]
+    return Cost(f, p, b, i, a)
+
+
+def _ops_cost(ops) -> Cost:
+    return _sum([_cost(type(op), op[1:]) for op in ops])
+
+
 def analyse(low: LoweredNetwork) -> Report:
-    """Count every op and sum by block (stem and head count as one part each) and stage."""
-    ops, blocks, stages = [], [], []
-    total = Cost()
-
-    def part(name, kind, op_list, out_shape):
-        cost = Cost()
-        for op in op_list:
-            c = op_cost(op)
-            ops.append(Row(op.name, op.kind, op.out_shape, c))
-            cost += c
-        return Row(name, kind, out_shape, cost)
-
-    stem = part("stem", "stem", low.stem.ops, low.stem.out_shape)
-    blocks.append(stem)
-    stages.append(stem)
+    """Count every op and sum by block and by stage."""
+    stem = Row("stem", "stem", low.stem.out_shape, _ops_cost(low.stem.ops))
+    blocks: list[Row] = [stem]
+    stages: list[Row] = [stem]
     for stage in low.stages:
-        stage_cost = Cost()
-        for block in stage.blocks:
-            row = part(block.name, block.family.value, block.ops, block.out_shape)
-            blocks.append(row)
-            stage_cost += row.cost
-        stages.append(Row(stage.name, stage.family.value, stage.out_shape, stage_cost))
-    head = part("head", "head", low.head.ops, low.head.out_shape)
+        rows = []
+        for b in stage.blocks:
+            # a block that repeats another costs what that one costs (see ops.Block)
+            cost = rows[-1].cost if b.repeats is not None and rows else _ops_cost(b.ops)
+            rows.append(Row(b.name, b.family.value, b.out_shape, cost))
+        blocks += rows
+        stages.append(Row(stage.name, stage.family.value, stage.out_shape, _sum(r.cost for r in rows)))
+    head = Row("head", "head", low.head.out_shape, _ops_cost(low.head.ops))
     blocks.append(head)
     stages.append(head)
-    for row in stages:
-        total += row.cost
-    return Report(low.name, low.input_shape, tuple(ops), tuple(blocks), tuple(stages), total)
+    return Report(low, tuple(blocks), tuple(stages), _sum(r.cost for r in stages))

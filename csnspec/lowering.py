@@ -58,9 +58,15 @@ class _Lowering:
             span = self.spans.get(key)
         return CsnError(message, span, hint=hint)
 
-    def shape_after(self, shape, k, s, p, where: str, key: str):
-        c = shape[0]
-        out = tuple(out_size(shape[i + 1], k[i], s[i], p[i]) for i in range(3))
+    def shape_after(self, shape, k, s, p, where, key: str):
+        c, t, h, w = shape
+        out = (
+            (t + 2 * p[0] - k[0]) // s[0] + 1,
+            (h + 2 * p[1] - k[1]) // s[1] + 1,
+            (w + 2 * p[2] - k[2]) // s[2] + 1,
+        )
+        if min(out) >= 1:
+            return (c,) + out
         for axis, before, after in zip(_AXES, shape[1:], out):
             if after < 1:
                 dims = "x".join(map(str, shape[1:]))
@@ -95,9 +101,16 @@ class _Lowering:
         for si, st in enumerate(net.stages):
             blocks = []
             stage_in = shape
+            repeat = None  # blocks after the second repeat it exactly, but for their names
             for bi in range(st.blocks):
-                stride = st.stride if bi == 0 else (1, 1, 1)
-                block = _BlockLowering(self, si, st, f"layer{si + 1}.{bi}", shape, stride).run()
+                name = f"layer{si + 1}.{bi}"
+                if repeat is not None and repeat.in_shape == shape:
+                    block = _renamed_block(repeat, name)
+                else:
+                    stride = st.stride if bi == 0 else (1, 1, 1)
+                    block = _BlockLowering(self, si, st, name, shape, stride).run()
+                    if bi > 0:
+                        repeat = block
                 blocks.append(block)
                 shape = block.out_shape
             stages.append(Stage(f"layer{si + 1}", si, st.family, tuple(blocks), stage_in, shape))
@@ -156,7 +169,7 @@ class _BlockLowering:
     def _conv1(self, slot, cin, cout, kernel, stride, groups, in_ref, out_ref, groups_ref, stride_ref, bn):
         self.check_groups(slot, cin, cout, groups, groups_ref)
         pad = tuple(k // 2 for k in kernel)
-        where = f"the stride {'x'.join(map(str, stride))} of {self.prefix}.conv_{slot}"
+        where = _Where("the stride {} of {}.conv_{}", "x".join(map(str, stride)), self.prefix, slot)
         out = self.low.shape_after(self.shape, kernel, stride, pad, where, f"stages.{self.si}.stride")
         out = (cout,) + out[1:]
         self.ops.append(
@@ -264,10 +277,22 @@ class _BlockLowering:
 
 
 def _last(bn: BatchNorm) -> BatchNorm:
-    return BatchNorm(bn.name, bn.in_shape, bn.out_shape, bn.channels, bn.eps, bn.momentum, bn.channels_ref, True)
+    return bn._replace(last=True)
+
+
+class _Where:
+    """An error-message phrase, formatted only if an error is raised."""
+
+    def __init__(self, template: str, *args):
+        self.template, self.args = template, args
+
+    def __str__(self) -> str:
+        return self.template.format(*self.args)
+
+
+def _renamed_block(block: Block, name: str) -> Block:
+    return Block(name, block.family, block.params, block.in_shape, block.out_shape, repeats=block)
 
 
 def _renamed(op, name):
-    from dataclasses import replace
-
-    return replace(op, name=name)
+    return op._replace(name=name)

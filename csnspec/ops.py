@@ -4,6 +4,8 @@ Every node has a stable hierarchical `name` ("layer2.0.conv_b") that is also its
 in the generated models, and its input and output shapes per clip: (C, T, H, W), or (F,) after
 global pooling. Analysis and both backends read these nodes; none of them recomputes a shape.
 
+Ops are named tuples: immutable, hashable and cheap to build (a 152-layer network has ~700);
+their `kind` is a class attribute, not a field.
 A block's convs also say which of the block's parameters they read (`in_ref`, `out_ref`,
 `groups_ref`, `stride_ref`), so a backend can print one class per block family that every
 block of that family instantiates with its own `BlockParams`.
@@ -12,15 +14,14 @@ block of that family instantiates with its own `BlockParams`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import NamedTuple
 
 from .spec import Family, Network
 
 Shape = tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Conv3d:
+class Conv3d(NamedTuple):
     name: str
     in_shape: Shape
     out_shape: Shape
@@ -37,11 +38,10 @@ class Conv3d:
     out_ref: str | None = None
     groups_ref: str | None = None
     stride_ref: str | None = None
-    kind: ClassVar[str] = "conv3d"
+    kind = "conv3d"
 
 
-@dataclass(frozen=True, slots=True)
-class BatchNorm:
+class BatchNorm(NamedTuple):
     name: str
     in_shape: Shape
     out_shape: Shape
@@ -50,77 +50,70 @@ class BatchNorm:
     momentum: float  # PyTorch convention
     channels_ref: str | None = None
     last: bool = False  # last BN of a residual branch (target of zero-init)
-    kind: ClassVar[str] = "batchnorm"
+    kind = "batchnorm"
 
 
-@dataclass(frozen=True, slots=True)
-class ReLU:
+class ReLU(NamedTuple):
     name: str
     in_shape: Shape
     out_shape: Shape
-    kind: ClassVar[str] = "relu"
+    kind = "relu"
 
 
-@dataclass(frozen=True, slots=True)
-class MaxPool:
+class MaxPool(NamedTuple):
     name: str
     in_shape: Shape
     out_shape: Shape
     kernel: tuple[int, int, int]
     stride: tuple[int, int, int]
     padding: tuple[int, int, int]
-    kind: ClassVar[str] = "maxpool"
+    kind = "maxpool"
 
 
-@dataclass(frozen=True, slots=True)
-class AvgPool:
+class AvgPool(NamedTuple):
     """A fixed-window average pool (stride 1, no padding)."""
 
     name: str
     in_shape: Shape
     out_shape: Shape
     kernel: tuple[int, int, int]
-    kind: ClassVar[str] = "avgpool"
+    kind = "avgpool"
 
 
-@dataclass(frozen=True, slots=True)
-class GlobalAvgPool:
+class GlobalAvgPool(NamedTuple):
     """Average over frames, height and width: (C, T, H, W) -> (C,)."""
 
     name: str
     in_shape: Shape
     out_shape: Shape
-    kind: ClassVar[str] = "global_avgpool"
+    kind = "global_avgpool"
 
 
-@dataclass(frozen=True, slots=True)
-class Dropout:
+class Dropout(NamedTuple):
     name: str
     in_shape: Shape
     out_shape: Shape
     p: float
-    kind: ClassVar[str] = "dropout"
+    kind = "dropout"
 
 
-@dataclass(frozen=True, slots=True)
-class Linear:
+class Linear(NamedTuple):
     name: str
     in_shape: Shape
     out_shape: Shape
     in_features: int
     out_features: int
     bias: bool = True
-    kind: ClassVar[str] = "linear"
+    kind = "linear"
 
 
-@dataclass(frozen=True, slots=True)
-class Add:
+class Add(NamedTuple):
     """The residual sum: branch output + shortcut."""
 
     name: str
     in_shape: Shape
     out_shape: Shape
-    kind: ClassVar[str] = "add"
+    kind = "add"
 
 
 Op = Conv3d | BatchNorm | ReLU | MaxPool | AvgPool | GlobalAvgPool | Dropout | Linear | Add
@@ -137,20 +130,59 @@ class BlockParams:
     shortcut: bool  # projection shortcut (1x1x1 conv + BN) instead of identity
 
 
-@dataclass(frozen=True, slots=True)
 class Block:
-    name: str  # "layer2.0"
-    family: Family
-    params: BlockParams
-    in_shape: Shape
-    out_shape: Shape
-    residual: tuple[Op, ...]  # the branch: convs, norms, activations
-    shortcut: tuple[Op, ...]  # empty for identity
-    merge: tuple[Op, ...]  # Add, then ReLU
+    """One residual block: its branch ops, its shortcut ops (empty for identity) and the merge.
+
+    The blocks after the second in a stage repeat it exactly but for their names; such a block
+    keeps a reference to the block it `repeats` and builds its own ops only when they are read,
+    so that counting a 152-layer network costs look-ups rather than ~700 new ops.
+    """
+
+    __slots__ = ("name", "family", "params", "in_shape", "out_shape", "repeats", "_ops")
+
+    def __init__(self, name, family, params, in_shape, out_shape, residual=(), shortcut=(), merge=(),
+                 repeats: Block | None = None):
+        for key, value in (("name", name), ("family", family), ("params", params), ("in_shape", in_shape),
+                           ("out_shape", out_shape), ("repeats", repeats)):
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "_ops", None if repeats is not None else (residual, shortcut, merge))
+
+    def __setattr__(self, key, value):
+        raise AttributeError("Block is immutable")
+
+    def _parts(self):
+        if self._ops is None:
+            cut = len(self.repeats.name)
+
+            def rename(ops):
+                return tuple(type(op)(self.name + op.name[cut:], *op[1:]) for op in ops)
+
+            src = self.repeats._parts()
+            object.__setattr__(self, "_ops", tuple(rename(part) for part in src))
+        return self._ops
+
+    @property
+    def residual(self) -> tuple[Op, ...]:
+        """The branch: convs, norms, activations."""
+        return self._parts()[0]
+
+    @property
+    def shortcut(self) -> tuple[Op, ...]:
+        """The projection (1x1x1 conv + BN), or empty for identity."""
+        return self._parts()[1]
+
+    @property
+    def merge(self) -> tuple[Op, ...]:
+        """Add, then ReLU."""
+        return self._parts()[2]
 
     @property
     def ops(self) -> tuple[Op, ...]:
-        return self.residual + self.shortcut + self.merge
+        residual, shortcut, merge = self._parts()
+        return residual + shortcut + merge
+
+    def __repr__(self) -> str:
+        return f"Block({self.name!r}, {self.family.value}, {self.params})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ def _parser() -> lark.Lark:
     return lark.Lark(
         GRAMMAR.read_text(),
         parser="lalr",
-        propagate_positions=True,
+        propagate_positions=False,  # errors point at tokens, which carry their own positions
         maybe_placeholders=False,
         cache=True,
     )
