@@ -9,7 +9,7 @@ import lark
 from pydantic import ValidationError
 
 from .errors import CsnError, Span, did_you_mean
-from .spec import FAMILY_ALIASES, FAMILY_NAMES, Family, Network
+from .spec import FAMILY_ALIASES, FAMILY_NAMES, MAX_BLOCKS, Family, Network
 
 # Table 1's ResNet3D template: what a `stages` line and a missing stem or head mean.
 DEFAULT_STEM = (
@@ -82,7 +82,9 @@ def build(tree: lark.Tree) -> Network:
             data["name"] = str(st.children[1])
             spans["name"] = Span.of(st.children[1])
         elif st.data == "input":
-            data["input"] = _dims(st.children[1], 4, "the input clip (channels x frames x height x width)")
+            data["input"] = _dims(
+                st.children[1], 4, "the input clip (channels x frames x height x width)"
+            )
             spans["input"] = Span.of(st.children[1])
         elif st.data == "classes":
             data["classes"] = int(st.children[1])
@@ -96,14 +98,16 @@ def build(tree: lark.Tree) -> Network:
         elif st.data in ("stages", "stage"):
             stage_trees.append(st)
 
-    anchor = Span.of(next(iter(seen.values()))) if seen else Span(1, 1)
+    anchor = Span.of(next(iter(seen.values()))) if seen else None  # None: an empty file
     for required, key, example in (
         ("network", "name", "network my-net"),
         ("input", "input", "input 3x8x224x224"),
         ("classes", "classes", "classes 400"),
     ):
         if key not in data:
-            raise CsnError(f"the spec has no `{required}` line", anchor, hint=f"add a line like `{example}`")
+            raise CsnError(
+                f"the spec has no `{required}` line", anchor, hint=f"add a line like `{example}`"
+            )
     data["stages"] = _stages(stage_trees, spans, anchor)
     data.setdefault("stem", [_fill_padding(dict(layer)) for layer in DEFAULT_STEM])
     return validated(data, spans)
@@ -114,28 +118,33 @@ def validated(data: dict, spans: dict) -> Network:
     try:
         net = Network.model_validate(data)
     except ValidationError as err:
-        raise _from_pydantic(err, spans) from None
+        raise explain(err, spans) from None
     net._spans = spans
     return net
 
 
-def _from_pydantic(err: ValidationError, spans: dict) -> CsnError:
+def explain(err: ValidationError, spans: dict) -> CsnError:
+    """A pydantic error in words, at the token its field came from (where `spans` knows it)."""
     first = err.errors()[0]
     loc = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
     loc = [p for p in loc if p not in ("conv", "maxpool")]  # discriminated-union tags
+    kind, ctx, value = first["type"], first.get("ctx") or {}, first.get("input")
+    if kind == "value_error" and len(loc) == 2 and loc[0] == "stem":
+        loc.append("padding")  # the stem's only cross-field rule is about padding
     span = None
     for n in range(len(loc), 0, -1):
         span = spans.get(".".join(loc[:n]))
         if span is not None:
             break
     what = ".".join(loc) or "spec"
-    kind, ctx, value = first["type"], first.get("ctx") or {}, first.get("input")
     if kind == "greater_than" and ctx.get("gt") == 0:
         msg = f"{_field_words(loc)} must be positive, got {value}"
     elif kind == "greater_than_equal":
         msg = f"{_field_words(loc)} must be at least {ctx.get('ge')}, got {value}"
-    elif kind in ("less_than", "less_than_equal"):
-        msg = f"{_field_words(loc)} must be below {ctx.get('lt', ctx.get('le'))}, got {value}"
+    elif kind == "less_than":
+        msg = f"{_field_words(loc)} must be below {ctx.get('lt')}, got {value}"
+    elif kind == "less_than_equal":
+        msg = f"{_field_words(loc)} must be at most {ctx.get('le')}, got {value}"
     elif kind == "value_error":
         msg = str(ctx.get("error", first["msg"]))
     else:
@@ -143,11 +152,25 @@ def _from_pydantic(err: ValidationError, spans: dict) -> CsnError:
     return CsnError(msg, span)
 
 
+_FIELD_WORDS = {
+    "input": "every input size",
+    "classes": "the class count",
+    "blocks": "the block count",
+    "width": "the width",
+    "groups": "g",
+    "stride": "every stride",
+    "kernel": "every kernel size",
+    "padding": "every padding",
+    "out": "out",
+    "window": "every avgpool window size",
+    "dropout": "the dropout rate",
+}
+
+
 def _field_words(loc: list[str]) -> str:
-    words = {"input": "every input size", "classes": "the class count", "eps": "eps", "momentum": "momentum"}
     for part in reversed(loc):
         if not part.isdigit():
-            return words.get(part, part)
+            return _FIELD_WORDS.get(part, part)
     return "value"
 
 
@@ -156,12 +179,16 @@ def _field_words(loc: list[str]) -> str:
 
 def _dims(tok: lark.Token, n: int, what: str) -> tuple[int, ...]:
     if tok.type != "DIMS":
-        raise CsnError(f"expected {what}, got '{tok}'", Span.of(tok), hint=f"write {n} sizes joined by 'x'")
+        raise CsnError(
+            f"expected {what}, got '{tok}'", Span.of(tok), hint=f"write {n} sizes joined by 'x'"
+        )
     parts = tuple(int(p) for p in str(tok).split("x"))
     if len(parts) != n:
         example = "3x8x224x224" if n == 4 else "1x2x2"
         raise CsnError(
-            f"{what} takes {n} sizes, got {len(parts)} in '{tok}'", Span.of(tok), hint=f"e.g. {example}"
+            f"{what} takes {n} sizes, got {len(parts)} in '{tok}'",
+            Span.of(tok),
+            hint=f"e.g. {example}",
         )
     return parts
 
@@ -169,7 +196,11 @@ def _dims(tok: lark.Token, n: int, what: str) -> tuple[int, ...]:
 def _value(node, kind, key: lark.Token) -> Opt:
     name = str(key)
     if isinstance(node, lark.Tree):  # a list
-        items = [c for c in node.children if isinstance(c, lark.Tree) or c.type not in ("LSQB", "RSQB", "COMMA")]
+        items = [
+            c
+            for c in node.children
+            if isinstance(c, lark.Tree) or c.type not in ("LSQB", "RSQB", "COMMA")
+        ]
         if kind not in ("int-list", "dims-list"):
             raise CsnError(f"`{name}` takes a single value, not a list", Span.of(key))
         if not items:
@@ -232,7 +263,11 @@ def _options_of(tree: lark.Tree) -> list:
 def _norm(st: lark.Tree, spans: dict) -> dict:
     kind = st.children[1]
     if str(kind) != "batchnorm":
-        raise CsnError(f"unknown norm '{kind}'", Span.of(kind), hint=did_you_mean(str(kind), ["batchnorm"]) or "csnspec supports `norm batchnorm`")
+        raise CsnError(
+            f"unknown norm '{kind}'",
+            Span.of(kind),
+            hint=did_you_mean(str(kind), ["batchnorm"]) or "csnspec supports `norm batchnorm`",
+        )
     opts = _options(_options_of(st), NORM_OPTIONS, "norm")
     out = {"kind": "batchnorm"}
     for key, opt in opts.items():
@@ -262,17 +297,25 @@ def _stem(st: lark.Tree, spans: dict) -> list:
             raise CsnError(
                 f"unknown stem layer '{kind}'",
                 Span.of(kind),
-                hint=did_you_mean(str(kind), STEM_OPTIONS) or "the stem has `conv` and `maxpool` layers, or is `none`",
+                hint=did_you_mean(str(kind), STEM_OPTIONS)
+                or "the stem has `conv` and `maxpool` layers, or is `none`",
             )
         rest = [c for c in layer.children[1:] if isinstance(c, lark.Token)]
         if not rest or rest[0].type != "DIMS":
             raise CsnError(
-                f"a stem {kind} needs its kernel size", Span.of(kind), hint=f"e.g. `{kind} {'3x7x7' if str(kind) == 'conv' else '1x3x3'}`"
+                f"a stem {kind} needs its kernel size",
+                Span.of(kind),
+                hint=f"e.g. `{kind} {'3x7x7' if str(kind) == 'conv' else '1x3x3'}`",
             )
-        item = {"kind": str(kind), "kernel": _dims(rest[0], 3, f"the {kind} kernel (time x height x width)")}
+        item = {
+            "kind": str(kind),
+            "kernel": _dims(rest[0], 3, f"the {kind} kernel (time x height x width)"),
+        }
         spans[f"stem.{i}"] = Span.of(kind)
         spans[f"stem.{i}.kernel"] = Span.of(rest[0])
-        for key, opt in _options(_options_of(layer), STEM_OPTIONS[str(kind)], f"stem {kind}").items():
+        for key, opt in _options(
+            _options_of(layer), STEM_OPTIONS[str(kind)], f"stem {kind}"
+        ).items():
             item[key] = opt.value
             spans[f"stem.{i}.{key}"] = Span.of(opt.tokens[0])
         if item["kind"] == "conv":
@@ -296,7 +339,9 @@ def _head(st: lark.Tree, spans: dict) -> dict:
         if name in order:
             raise CsnError(f"duplicate head layer '{kind}'", Span.of(kind))
         if _options_of(layer):
-            raise CsnError(f"head {kind} takes no options", Span.of(_options_of(layer)[0].children[0]))
+            raise CsnError(
+                f"head {kind} takes no options", Span.of(_options_of(layer)[0].children[0])
+            )
         arg = next((c for c in layer.children[1:] if isinstance(c, lark.Token)), None)
         if name == "avgpool" and arg is not None:
             head["window"] = _dims(arg, 3, "the avgpool window (time x height x width)")
@@ -333,7 +378,7 @@ def _family(tok: lark.Token) -> Family:
     return FAMILY_ALIASES.get(canonical) or Family(canonical)
 
 
-def _stages(trees: list, spans: dict, anchor: Span) -> list:
+def _stages(trees: list, spans: dict, anchor: Span | None) -> list:
     if not trees:
         raise CsnError(
             "the spec has no stages", anchor, hint="add e.g. `stages bottleneck-D x [3,4,6,3]`"
@@ -345,11 +390,18 @@ def _stages(trees: list, spans: dict, anchor: Span) -> list:
             "use either one `stages` line or `stage` lines, not both",
             Span.of(second.children[0]),
         )
-    if kinds == {"stages"}:
-        if len(trees) > 1:
-            raise CsnError("duplicate `stages` line", Span.of(trees[1].children[0]))
-        return _compact_stages(trees[0], spans)
-    return [_explicit_stage(t, i, spans) for i, t in enumerate(trees)]
+    if kinds == {"stages"}:  # (a second `stages` line was refused as a duplicate statement)
+        stages = _compact_stages(trees[0], spans)
+    else:
+        stages = [_explicit_stage(t, i, spans) for i, t in enumerate(trees)]
+    total = sum(st["blocks"] for st in stages)
+    # (a single count above the limit is reported at its own token by validation)
+    if total > MAX_BLOCKS and all(st["blocks"] <= MAX_BLOCKS for st in stages):
+        raise CsnError(
+            f"the network has {total} blocks; csnspec takes at most {MAX_BLOCKS}",
+            Span.of(trees[-1].children[0]),
+        )
+    return stages
 
 
 def _split_stage_line(st: lark.Tree):
@@ -369,7 +421,9 @@ def _block_options(fam: Family, fam_tok, opts: dict[str, Opt], where: str) -> di
     if fam.uses_groups:
         if "g" not in opts:
             raise CsnError(
-                f"{fam.value} needs the number of groups", Span.of(fam_tok), hint=f"write e.g. `{fam.value} g=4`"
+                f"{fam.value} needs the number of groups",
+                Span.of(fam_tok),
+                hint=f"write e.g. `{fam.value} g=4`",
             )
         out["groups"] = opts["g"].value
     if fam.is_bottleneck:
@@ -384,7 +438,14 @@ def _block_options(fam: Family, fam_tok, opts: dict[str, Opt], where: str) -> di
     return out
 
 
-_SPAN_KEYS = {"g": "groups", "expansion": "expansion", "stride-at": "stride_at", "factorize": "factorize", "ip-relu": "ip_relu", "project": "project"}
+_SPAN_KEYS = {
+    "g": "groups",
+    "expansion": "expansion",
+    "stride-at": "stride_at",
+    "factorize": "factorize",
+    "ip-relu": "ip_relu",
+    "project": "project",
+}
 
 
 def _compact_stages(st: lark.Tree, spans: dict) -> list:
@@ -395,7 +456,11 @@ def _compact_stages(st: lark.Tree, spans: dict) -> list:
     n = len(count_toks)
     block = _block_options(fam, fam_tok, opts, "stages")
     widths = opts["widths"].value if "widths" in opts else [DEFAULT_WIDTH * 2**i for i in range(n)]
-    strides = opts["strides"].value if "strides" in opts else [(1, 1, 1)] + [DEFAULT_STAGE_STRIDE] * (n - 1)
+    strides = (
+        opts["strides"].value
+        if "strides" in opts
+        else [(1, 1, 1)] + [DEFAULT_STAGE_STRIDE] * (n - 1)
+    )
     for key, values in (("widths", widths), ("strides", strides)):
         if key in opts and len(values) != n:
             raise CsnError(
@@ -405,7 +470,15 @@ def _compact_stages(st: lark.Tree, spans: dict) -> list:
             )
     stages = []
     for i in range(n):
-        stages.append({"family": fam, "blocks": int(count_toks[i]), "width": widths[i], "stride": tuple(strides[i]), **block})
+        stages.append(
+            {
+                "family": fam,
+                "blocks": int(count_toks[i]),
+                "width": widths[i],
+                "stride": tuple(strides[i]),
+                **block,
+            }
+        )
         spans[f"stages.{i}"] = spans[f"stages.{i}.family"] = Span.of(fam_tok)
         spans[f"stages.{i}.blocks"] = Span.of(count_toks[i])
         for key, opt in opts.items():
@@ -423,7 +496,9 @@ def _explicit_stage(st: lark.Tree, i: int, spans: dict) -> dict:
     fam = _family(fam_tok)
     opts = _options(opt_nodes, STAGE_OPTIONS, "a `stage` line")
     if "width" not in opts:
-        raise CsnError("a `stage` line needs its width", Span.of(fam_tok), hint="add e.g. `width=64`")
+        raise CsnError(
+            "a `stage` line needs its width", Span.of(fam_tok), hint="add e.g. `width=64`"
+        )
     stage = {
         "family": fam,
         "blocks": int(count),

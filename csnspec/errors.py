@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
+class Span(NamedTuple):
     """A position in a source text (1-based line and column) and the length it covers."""
 
+    # (a named tuple: the parser makes one per token it may report, so it must be cheap)
     line: int
     column: int
     length: int = 1
@@ -17,7 +16,7 @@ class Span:
     @classmethod
     def of(cls, token) -> Span:
         """The span of a lark token."""
-        return cls(token.line, token.column, max(1, len(str(token))))
+        return cls(token.line, token.column, len(token) or 1)
 
 
 class CsnError(Exception):
@@ -71,6 +70,8 @@ class CsnError(Exception):
 
 def did_you_mean(word: str, choices) -> str | None:
     """A 'did you mean' hint for a misspelt word, or None when nothing is close."""
+    import difflib  # only when there is a misspelling to explain: it slows every start
+
     choices = list(choices)
     lowered = {c.lower(): c for c in choices}
     close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)

@@ -83,16 +83,18 @@ class _Lowering:
         stem_ops: list = []
         counts = {"conv": 0, "maxpool": 0}
         for i, layer in enumerate(net.stem):
+            # a stem layer that shrinks a size below 1 is blamed on its padding, else its kernel
+            key = next((k for k in (f"stem.{i}.padding", f"stem.{i}.kernel") if k in self.spans), f"stem.{i}")
             counts[layer.kind] += 1
             n = counts[layer.kind]
             if layer.kind == "conv":
-                out = self.shape_after(shape, layer.kernel, layer.stride, layer.padding, "the stem conv", f"stem.{i}.stride")
+                out = self.shape_after(shape, layer.kernel, layer.stride, layer.padding, "the stem conv", key)
                 out = (layer.out,) + out[1:]
                 stem_ops.append(Conv3d(f"stem.conv{n}", shape, out, shape[0], layer.out, layer.kernel, layer.stride, layer.padding))
                 stem_ops.append(BatchNorm(f"stem.bn{n}", out, out, layer.out, self.eps, self.momentum))
                 stem_ops.append(ReLU(f"stem.relu{n}", out, out))
             else:
-                out = self.shape_after(shape, layer.kernel, layer.stride, layer.padding, "the stem maxpool", f"stem.{i}.stride")
+                out = self.shape_after(shape, layer.kernel, layer.stride, layer.padding, "the stem maxpool", key)
                 stem_ops.append(MaxPool(f"stem.pool{n}", shape, out, layer.kernel, layer.stride, layer.padding))
             shape = out
         stem = Sequence("stem", tuple(stem_ops), tuple(net.input), shape)

@@ -83,7 +83,14 @@ def _stages(net: Network) -> list[str]:
         return [" ".join(words)]
     lines = []
     for st in stages:
-        words = ["stage", st.family.value, *_block_options(st), "x", str(st.blocks), f"width={st.width}"]
+        words = [
+            "stage",
+            st.family.value,
+            *_block_options(st),
+            "x",
+            str(st.blocks),
+            f"width={st.width}",
+        ]
         words += _expansion(st)
         if st.stride != (1, 1, 1):
             words.append(f"stride={_dims(st.stride)}")

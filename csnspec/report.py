@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-
 from .analysis import METRICS, Report
 
 # column title, metric, scale, decimals
@@ -52,6 +48,8 @@ def table(report: Report, by: str) -> str:
 
 def as_json(report: Report, by: str) -> str:
     """Exact integer counts, per part and in total."""
+    import json  # (here rather than at the top: `stats` prints a table by default)
+
     doc = {
         "network": report.network,
         "input": list(report.input_shape),
@@ -66,6 +64,10 @@ def as_json(report: Report, by: str) -> str:
 
 
 def as_csv(report: Report, by: str) -> str:
+    """One line per part and a total, exact integers."""
+    import csv
+    import io
+
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["name", "kind", "output", *METRICS])

@@ -1,6 +1,6 @@
 """The spec IR: a validated, immutable description of a network with every default filled in.
 
-The parser (`csnspec.parse`) builds it from text, the printer (`csnspec.fmt`) writes it back,
+The parser (`csnspec.parse`) builds it from text, the printer (`csnspec.printer`) writes it back,
 the architecture search builds it directly; `csnspec.lower` turns it into primitive ops.
 """
 
@@ -9,15 +9,20 @@ from __future__ import annotations
 import keyword
 import re
 from enum import Enum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-PositiveInt = Annotated[int, Field(gt=0)]
+# Upper bounds keep every spec small enough to lower and analyse at once: a mistyped
+# `x [33333333333]` is refused here instead of hanging the lowering loop.
+MAX_SIZE = 65536  # any one size: a width, a clip dimension, a kernel, a stride or a padding
+MAX_BLOCKS = 1000  # residual blocks in the whole network (ResNet-1001 has 333)
+MAX_CLASSES = 1_000_000
+
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_SIZE)]
 Dims3 = tuple[PositiveInt, PositiveInt, PositiveInt]
-Pads3 = tuple[
-    Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]
-]
+Pad = Annotated[int, Field(ge=0, le=MAX_SIZE)]
+Pads3 = tuple[Pad, Pad, Pad]
 
 # Network names become file and class names in generated code, so they are kept to a
 # small, safe alphabet (see `identifier`); hyphens are allowed and mapped to `_` there.
@@ -80,8 +85,19 @@ class StemPool(_Frozen):
     stride: Dims3 = (1, 1, 1)
     padding: Pads3
 
+    @model_validator(mode="after")
+    def _half_kernel_padding(self) -> StemPool:
+        # PyTorch refuses a pool whose padding exceeds half its kernel (every window must
+        # hold at least one real value).
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel)):
+            raise ValueError(
+                f"a maxpool's padding is at most half its kernel: {_x(self.padding)} is too "
+                f"large for kernel {_x(self.kernel)}"
+            )
+        return self
 
-StemLayer = Annotated[Union[StemConv, StemPool], Field(discriminator="kind")]
+
+StemLayer = Annotated[StemConv | StemPool, Field(discriminator="kind")]
 
 
 class Stage(_Frozen):
@@ -92,7 +108,7 @@ class Stage(_Frozen):
     """
 
     family: Family
-    blocks: PositiveInt
+    blocks: Annotated[int, Field(gt=0, le=MAX_BLOCKS)]
     width: PositiveInt
     stride: Dims3 = (1, 1, 1)
     groups: PositiveInt | None = None  # the paper's G; None where the family has none
@@ -101,6 +117,38 @@ class Stage(_Frozen):
     factorize: Literal["3d", "2+1d"] = "3d"
     ip_relu: bool | None = None  # bottleneck-IP only
     project: bool | None = None  # simple-D only
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_options(cls, data):
+        # Fill the language's defaults and refuse options the family does not have, so that
+        # a Stage built in Python means what the same `stage` line would mean.
+        if not isinstance(data, dict):
+            return data
+        try:
+            fam = Family(data.get("family"))
+        except ValueError:
+            return data  # reported by the field's own validation
+        data = dict(data)
+        # key, whether the family has it, its default, the value that means "not there"
+        rules = (
+            ("groups", fam.uses_groups, None, 1),
+            ("expansion", fam.is_bottleneck, 4, 1),
+            ("stride_at", fam.is_bottleneck, "middle", "middle"),
+            ("ip_relu", fam is Family.BOTTLENECK_IP, False, False),
+            ("project", fam is Family.SIMPLE_D, True, True),
+        )
+        for key, applies, default, neutral in rules:
+            value = data.get(key)
+            if applies and value is None:
+                if default is None:
+                    raise ValueError(f"{fam.value} needs `groups` (the paper's G)")
+                data[key] = default
+            elif not applies and value is not None:
+                if value != neutral:
+                    raise ValueError(f"`{key}={value}` means nothing for {fam.value} blocks")
+                data[key] = None
+        return data
 
     @property
     def out_width(self) -> int:
@@ -119,7 +167,7 @@ class Network(_Frozen):
 
     name: str
     input: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt]  # C, T, H, W
-    classes: PositiveInt
+    classes: Annotated[int, Field(gt=0, le=MAX_CLASSES)]
     norm: Norm = Norm()
     stem: tuple[StemLayer, ...]
     stages: Annotated[tuple[Stage, ...], Field(min_length=1)]
@@ -127,7 +175,9 @@ class Network(_Frozen):
 
     # Where each value came from in the source, keyed by field path ("stages.2.groups");
     # used to point errors found after parsing at the token that caused them.
-    _spans: dict = PrivateAttr(default_factory=dict)
+    # (default={} rather than default_factory=dict: pydantic copies an empty dict cheaply but
+    # inspects a factory's signature on every construction)
+    _spans: dict = PrivateAttr(default={})
     _lowered: object = PrivateAttr(default=None)  # cache of csnspec.lowering.lower(self)
 
     def __eq__(self, other) -> bool:
@@ -137,6 +187,13 @@ class Network(_Frozen):
 
     def __hash__(self) -> int:
         return hash(tuple(self.__dict__.values()))
+
+    @model_validator(mode="after")
+    def _few_blocks(self) -> Network:
+        total = sum(st.blocks for st in self.stages)
+        if total > MAX_BLOCKS:
+            raise ValueError(f"the network has {total} blocks; csnspec takes at most {MAX_BLOCKS}")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -159,6 +216,10 @@ class Network(_Frozen):
         new = Network.model_validate({**self.model_dump(), **update})
         new._spans = self._spans
         return new
+
+
+def _x(dims) -> str:
+    return "x".join(map(str, dims))
 
 
 def identifier(name: str) -> str:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import keyword
+
 from hypothesis import assume
 from hypothesis import strategies as st
 
@@ -13,7 +15,10 @@ from csnspec.lowering import lower
 from csnspec.spec import Family, Head, Network, Norm, Stage, StemConv, StemPool
 
 STRIDES = [(1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 1, 1)]
-NAMES = st.from_regex(r"[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,4}){0,2}", fullmatch=True)
+# network names; Python keywords (`if`, `in`...) are refused by the spec IR, so never drawn
+NAMES = st.from_regex(r"[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,4}){0,2}", fullmatch=True).filter(
+    lambda n: not keyword.iskeyword(n.replace("-", "_"))
+)
 
 
 @st.composite

@@ -1,0 +1,105 @@
+"""How fast `csnspec stats` is: cold-process wall time and in-process parse+lower+analyse rate.
+
+    python bench/bench_stats.py [--runs 10] [--seconds 3] [SPEC]
+
+Targets: a cold `csnspec stats specs/ipcsn152.csn` under 0.4 s (median), and at least 500
+fresh parse -> lower -> analyse rounds of ip-CSN-152 per second in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COLD_TARGET_S = 0.4
+RATE_TARGET = 500.0
+
+
+def _timed(cmd) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one subprocess."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu
+
+
+def cold(cmd: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU times of `cmd` in fresh processes (after one warm-up run)."""
+    _timed(cmd)  # warm the OS file cache and lark's grammar cache
+    walls, cpus = zip(*(_timed(cmd) for _ in range(runs)))
+    return list(walls), list(cpus)
+
+
+def rate(spec: str, seconds: float) -> tuple[float, float]:
+    """Fresh parse -> lower -> analyse rounds per wall second and per CPU second."""
+    import csnspec
+    from csnspec.analysis import analyse
+    from csnspec.lowering import lower
+
+    text = (ROOT / spec).read_text(encoding="utf-8")
+    analyse(lower(csnspec.parse(text)))  # build the parser once, as any long-lived process does
+    n, start, cpu = 0, time.perf_counter(), time.process_time()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        analyse(lower(csnspec.parse(text))).total  # noqa: B018 (the total is what stats prints)
+        n += 1
+    return n / elapsed, n / (time.process_time() - cpu)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("spec", nargs="?", default="specs/ipcsn152.csn")
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    args = ap.parse_args()
+
+    walls, cpus = cold([sys.executable, "-m", "csnspec.cli", "stats", args.spec], args.runs)
+    bare_walls, bare_cpus = cold([sys.executable, "-c", "pass"], args.runs)
+    per_s, per_cpu_s = rate(args.spec, args.seconds)
+    median = statistics.median
+    rows = [
+        (
+            "cold `csnspec stats`, wall (median s)",
+            f"{median(walls):.3f}",
+            f"< {COLD_TARGET_S}",
+            median(walls) < COLD_TARGET_S,
+        ),
+        ("  wall min / max (s)", f"{min(walls):.3f} / {max(walls):.3f}", "", None),
+        ("  CPU user+sys (median s)", f"{median(cpus):.3f}", "", None),
+        (
+            "bare `python -c pass`, wall / CPU (median s)",
+            f"{median(bare_walls):.3f} / {median(bare_cpus):.3f}",
+            "",
+            None,
+        ),
+        (
+            "parse+lower+analyse, in process (per s)",
+            f"{per_s:.0f}",
+            f">= {RATE_TARGET:.0f}",
+            per_s >= RATE_TARGET,
+        ),
+        ("  per CPU second", f"{per_cpu_s:.0f}", "", None),
+    ]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"spec: {args.spec}   python {sys.version.split()[0]}   runs: {args.runs}   "
+        f"cores: {os.cpu_count()}   load average: {load}"
+    )
+    width = max(len(r[0]) for r in rows)
+    for name, value, target, ok in rows:
+        mark = "" if ok is None else ("ok" if ok else "MISSED")
+        print(f"{name:<{width}}  {value:>13}  {target:>7}  {mark}".rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,705 @@
+"""Bad input: every message points at the token that caused it (`file:line:col`, the source
+line, a caret under the token), says what is wrong in words, and gives a hint where one helps."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import csnspec
+
+HEAD = "network n\ninput 3x8x224x224\nclasses 400\n"  # three lines: errors below are on line 4
+SMALL = "network n\ninput 3x8x112x112\nclasses 4\n"
+
+# name, text, line, the token the caret underlines (its first occurrence on that line, or
+# (text, nth occurrence)), words the message must contain, words the hint must contain (None: no hint)
+CASES = [
+    # -- syntax
+    (
+        "missing x",
+        HEAD + "stages bottleneck [3,4,6,3]\n",
+        4,
+        "[",
+        ["expected 'x' and the block count", "got '['"],
+        "write 'x' before the block counts",
+    ),
+    (
+        "missing brackets",
+        HEAD + "stages bottleneck x 3,4,6,3\n",
+        4,
+        "3",
+        ["expected '['", "got '3'"],
+        "one block count per stage",
+    ),
+    (
+        "missing closing bracket",
+        HEAD + "stages bottleneck x [3,4,6,3\n",
+        4,
+        None,
+        ["expected ',' or ']'", "got the end of the line"],
+        None,
+    ),
+    (
+        "stray character",
+        HEAD + "stages bottleneck x [3,4,6,3] $\n",
+        4,
+        "$",
+        ["unexpected character '$'", "an option like g=4 or the end of the line"],
+        None,
+    ),
+    (
+        "semicolon in a list",
+        HEAD + "stages bottleneck x [3,4;6,3]\n",
+        4,
+        ";",
+        ["unexpected character ';'", "expected ',' or ']'"],
+        None,
+    ),
+    (
+        "parentheses",
+        HEAD + "stages simple x (2,2,2,2)\n",
+        4,
+        "(",
+        ["unexpected character '('", "expected '['"],
+        "square brackets",
+    ),
+    (
+        "colon for equals",
+        HEAD + "stages bottleneck x [2,2,2,2] expansion:2\n",
+        4,
+        ":",
+        ["unexpected character ':'", "expected '='"],
+        "key=value",
+    ),
+    (
+        "unknown statement",
+        HEAD + "stagse bottleneck x [3,4,6,3]\n",
+        4,
+        "stagse",
+        [
+            "expected a statement (network, input, classes, norm, stem, stages, stage, head)",
+            "got 'stagse'",
+        ],
+        "did you mean 'stage'?",
+    ),
+    (
+        "unknown statement far from all",
+        HEAD + "qqq 3\n",
+        4,
+        "qqq",
+        ["expected a statement"],
+        "each line starts with one of",
+    ),
+    (
+        "truncated in a list",
+        HEAD + "stages bottleneck x [3,4,",
+        4,
+        None,
+        ["expected a whole number", "got the end of the file"],
+        None,
+    ),
+    (
+        "truncated after x",
+        HEAD + "stages bottleneck x",
+        4,
+        None,
+        ["expected '['", "got the end of the file"],
+        None,
+    ),
+    ("truncated statement", "network", 1, None, ["expected a name", "the end of the file"], None),
+    (
+        "two statements on a line",
+        "network n input 3x8x224x224\n",
+        1,
+        "input",
+        ["expected the end of the line", "got 'input'"],
+        "its own line",
+    ),
+    (
+        "stages with one count",
+        HEAD + "stages simple x 2\n",
+        4,
+        "2",
+        ["expected '['"],
+        "use a `stage` line for a single stage",
+    ),
+    (
+        "stage with a list",
+        HEAD + "stage simple x [2] width=8\n",
+        4,
+        "[",
+        ["expected a whole number", "got '['"],
+        "use `stages` for a list",
+    ),
+    # -- names of families, options, statements
+    (
+        "misspelt family",
+        HEAD + "stages bottlenek x [3,4,6,3]\n",
+        4,
+        "bottlenek",
+        ["unknown block family 'bottlenek'"],
+        "did you mean 'bottleneck'?",
+    ),
+    (
+        "unknown family",
+        HEAD + "stages zzz x [3,4,6,3]\n",
+        4,
+        "zzz",
+        ["unknown block family 'zzz'"],
+        "families: simple, simple-G",
+    ),
+    (
+        "misspelt option",
+        HEAD + "stages bottleneck x [3,4,6,3] expansoin=2\n",
+        4,
+        "expansoin",
+        ["unknown option `expansoin` for a `stages` line"],
+        "did you mean 'expansion'?",
+    ),
+    (
+        "unknown option",
+        HEAD + "stages simple x [2,2,2,2] foo=3\n",
+        4,
+        "foo",
+        ["unknown option `foo`"],
+        "a `stages` line takes: g, expansion",
+    ),
+    (
+        "duplicated option",
+        HEAD + "stages bottleneck x [2,2,2,2] expansion=2 expansion=3\n",
+        4,
+        ("expansion", 2),
+        ["duplicate option `expansion`"],
+        "give each option once",
+    ),
+    (
+        "misspelt choice",
+        HEAD + "stages bottleneck stride-at=mid x [2,2,2,2]\n",
+        4,
+        "mid",
+        ["`stride-at` takes one of middle, first, got 'mid'"],
+        "did you mean 'middle'?",
+    ),
+    (
+        "misspelt factorization",
+        HEAD + "stages bottleneck factorize=2d x [2,2,2,2]\n",
+        4,
+        "2d",
+        ["`factorize` takes one of 3d, 2+1d, got '2d'"],
+        "did you mean '2+1d'?",
+    ),
+    (
+        "bad boolean",
+        HEAD + "stages bottleneck-IP ip-relu=yes x [2,2,2,2]\n",
+        4,
+        "yes",
+        ["`ip-relu` takes on or off, got 'yes'"],
+        None,
+    ),
+    (
+        "unknown norm",
+        HEAD + "norm layernorm\nstages simple x [1]\n",
+        4,
+        "layernorm",
+        ["unknown norm 'layernorm'"],
+        "norm batchnorm",
+    ),
+    (
+        "unknown stem layer",
+        HEAD + "stem conv 3x7x7 out=8, avgpool 1x3x3\nstages simple x [1]\n",
+        4,
+        "avgpool",
+        ["unknown stem layer 'avgpool'"],
+        "did you mean 'maxpool'?",
+    ),
+    (
+        "unknown head layer",
+        HEAD + "stages simple x [1]\nhead avgpool, softmax, fc\n",
+        5,
+        "softmax",
+        ["unknown head layer 'softmax'"],
+        "avgpool[, dropout P], fc",
+    ),
+    (
+        "head out of order",
+        HEAD + "stages simple x [1]\nhead fc, avgpool\n",
+        5,
+        "head",
+        ["the head is `avgpool[, dropout P], fc` in that order"],
+        "pool and a fully-connected",
+    ),
+    # -- groups
+    (
+        "groups do not divide a width",
+        HEAD + "stages bottleneck-G g=3 x [3,4,6,3]\n",
+        4,
+        "3",
+        ["g=3 does not divide the 64 input channels of layer1.0.conv_b"],
+        "g=1|2|4|8|16|32|64",
+    ),
+    (
+        "groups do not divide an output width",
+        SMALL + "stage simple-G g=16 x 1 width=40\n",
+        4,
+        "16",
+        ["g=16 does not divide the 40 output channels of layer1.0.conv_a"],
+        "g=1|2|4|8",
+    ),
+    (
+        "-G family without g",
+        HEAD + "stages simple-G x [2,2,2,2]\n",
+        4,
+        "simple-G",
+        ["simple-G needs the number of groups"],
+        "`simple-G g=4`",
+    ),
+    (
+        "g on a family without groups",
+        HEAD + "stages bottleneck-D g=4 x [2,2,2,2]\n",
+        4,
+        ("g", 2),
+        ["`g=` means nothing for bottleneck-D blocks"],
+        "bottleneck-DG",
+    ),
+    (
+        "zero groups",
+        HEAD + "stages simple-G g=0 x [1]\n",
+        4,
+        "0",
+        ["g must be positive, got 0"],
+        None,
+    ),
+    # -- family options
+    (
+        "expansion on simple blocks",
+        HEAD + "stages simple x [2,2,2,2] expansion=2\n",
+        4,
+        "expansion",
+        ["`expansion=` means nothing for simple blocks"],
+        "no expansion",
+    ),
+    (
+        "ip-relu off the ip family",
+        HEAD + "stages bottleneck-D ip-relu=on x [1]\n",
+        4,
+        "ip-relu",
+        ["`ip-relu=` means nothing for bottleneck-D blocks"],
+        "only bottleneck-IP",
+    ),
+    (
+        "project off simple-D",
+        HEAD + "stages simple project=off x [1]\n",
+        4,
+        "project",
+        ["`project=` means nothing for simple blocks"],
+        "only simple-D",
+    ),
+    (
+        "depthwise conv changing width",
+        HEAD + "stages simple-D project=off x [2,2,2,2]\n",
+        4,
+        "off",
+        ["a depthwise conv cannot change width (64 -> 128) in layer2.0.conv_a"],
+        "`project=on`",
+    ),
+    # -- sizes
+    (
+        "zero input size",
+        "network n\ninput 3x0x224x224\nclasses 400\nstages simple x [1]\n",
+        2,
+        "3x0x224x224",
+        ["every input size must be positive, got 0"],
+        None,
+    ),
+    (
+        "input with three sizes",
+        "network n\ninput 3x224x224\nclasses 4\nstages simple x [1]\n",
+        2,
+        "3x224x224",
+        ["takes 4 sizes, got 3 in '3x224x224'"],
+        "3x8x224x224",
+    ),
+    (
+        "zero classes",
+        "network n\ninput 3x8x224x224\nclasses 0\nstages simple x [1]\n",
+        3,
+        "0",
+        ["the class count must be positive, got 0"],
+        None,
+    ),
+    (
+        "negative classes",
+        "network n\ninput 3x8x224x224\nclasses -5\nstages simple x [1]\n",
+        3,
+        "-5",
+        ["the class count must be positive, got -5"],
+        None,
+    ),
+    (
+        "negative width",
+        HEAD + "stage simple x 2 width=-8\n",
+        4,
+        "-8",
+        ["the width must be positive, got -8"],
+        None,
+    ),
+    (
+        "zero blocks",
+        HEAD + "stage simple x 0 width=8\n",
+        4,
+        "0",
+        ["the block count must be positive, got 0"],
+        None,
+    ),
+    (
+        "huge block count",
+        HEAD + "stages simple x [99999999999]\n",
+        4,
+        "99999999999",
+        ["the block count must be at most 1000"],
+        None,
+    ),
+    (
+        "too many blocks in all",
+        HEAD + "stages simple x [600,600]\n",
+        4,
+        "stages",
+        ["the network has 1200 blocks; csnspec takes at most 1000"],
+        None,
+    ),
+    (
+        "huge width",
+        HEAD + "stages simple x [1] widths=[100000000]\n",
+        4,
+        "100000000",
+        ["the width must be at most 65536"],
+        None,
+    ),
+    (
+        "negative eps",
+        HEAD + "norm batchnorm eps=-1\nstages simple x [1]\n",
+        4,
+        "-1",
+        ["eps must be positive, got -1.0"],
+        None,
+    ),
+    (
+        "momentum above 1",
+        HEAD + "norm batchnorm momentum=2\nstages simple x [1]\n",
+        4,
+        "2",
+        ["momentum must be at most 1.0, got 2.0"],
+        None,
+    ),
+    (
+        "dropout of 1",
+        HEAD + "stages simple x [1]\nhead avgpool, dropout 1, fc\n",
+        5,
+        "dropout",
+        ["the dropout rate must be below 1.0"],
+        None,
+    ),
+    (
+        "stride with two sizes",
+        HEAD + "stage simple x 1 width=8 stride=2x2\n",
+        4,
+        "2x2",
+        ["`stride` (time x height x width) takes 3 sizes, got 2"],
+        "1x2x2",
+    ),
+    (
+        "zero stride",
+        HEAD + "stage simple x 1 width=8 stride=0x1x1\n",
+        4,
+        "0x1x1",
+        ["every stride must be positive, got 0"],
+        None,
+    ),
+    (
+        "maxpool padding over half its kernel",
+        HEAD + "stem conv 3x7x7 out=8, maxpool 1x3x3 padding=0x2x1\nstages simple x [1]\n",
+        4,
+        "0x2x1",
+        ["a maxpool's padding is at most half its kernel"],
+        None,
+    ),
+    (
+        "option taking a list given one value",
+        HEAD + "stages simple x [1] widths=8\n",
+        4,
+        "8",
+        ["`widths` takes a list, e.g. widths=[64,128,256,512]"],
+        None,
+    ),
+    (
+        "option taking one value given a list",
+        HEAD + "stage simple x 1 width=[8]\n",
+        4,
+        "width",
+        ["`width` takes a single value, not a list"],
+        None,
+    ),
+    # -- statements
+    (
+        "duplicated statement",
+        HEAD + "classes 10\nstages simple x [1]\n",
+        4,
+        "classes",
+        ["duplicate `classes` line (first at line 3)"],
+        "each statement appears once",
+    ),
+    (
+        "duplicated stages",
+        HEAD + "stages simple x [1]\nstages simple x [1]\n",
+        5,
+        "stages",
+        ["duplicate `stages` line (first at line 4)"],
+        "each statement appears once, except `stage`",
+    ),
+    (
+        "missing network",
+        "input 3x8x224x224\nclasses 400\nstages simple x [1]\n",
+        1,
+        "input",
+        ["the spec has no `network` line"],
+        "`network my-net`",
+    ),
+    (
+        "missing input",
+        "network n\nclasses 400\nstages simple x [1]\n",
+        1,
+        "network",
+        ["the spec has no `input` line"],
+        "`input 3x8x224x224`",
+    ),
+    (
+        "missing classes",
+        "network n\ninput 3x8x224x224\nstages simple x [1]\n",
+        1,
+        "network",
+        ["the spec has no `classes` line"],
+        "`classes 400`",
+    ),
+    ("missing stages", HEAD, 1, "network", ["the spec has no stages"], "stages bottleneck-D x"),
+    (
+        "stages and stage mixed",
+        HEAD + "stages simple x [1]\nstage simple x 1 width=8\n",
+        5,
+        "stage",
+        ["use either one `stages` line or `stage` lines, not both"],
+        None,
+    ),
+    (
+        "stage without width",
+        HEAD + "stage simple x 2\n",
+        4,
+        "simple",
+        ["a `stage` line needs its width"],
+        "width=64",
+    ),
+    (
+        "widths of the wrong length",
+        HEAD + "stages simple x [2,2,2,2] widths=[64,128]\n",
+        4,
+        "widths",
+        ["`widths` has 2 values for 4 stages"],
+        "one value per stage",
+    ),
+    (
+        "strides of the wrong length",
+        HEAD + "stages simple x [1,1] strides=[1x1x1]\n",
+        4,
+        "strides",
+        ["`strides` has 1 values for 2 stages"],
+        "one value per stage",
+    ),
+    # -- shapes
+    (
+        "stem conv that shrinks a tiny input",
+        SMALL.replace("3x8x112x112", "3x1x4x4")
+        + "stem conv 3x7x7 out=8 padding=0x0x0\n"
+        + "stages simple x [1]\n",
+        4,
+        "0x0x0",
+        ["the stem conv shrinks the frames below 1 (1 -> -1)"],
+        "larger input clip",
+    ),
+    (
+        "stem maxpool that shrinks a tiny input",
+        SMALL.replace("3x8x112x112", "3x4x2x2")
+        + "stem conv 1x1x1 out=8, maxpool 1x3x3 padding=0x0x0\nstages simple x [1]\n",
+        4,
+        "0x0x0",
+        ["the stem maxpool shrinks the height below 1 (2 -> 0)"],
+        "larger input clip",
+    ),
+    (
+        "avgpool window larger than the final map",
+        HEAD + "stages simple x [1,1,1,1]\nhead avgpool 4x7x7, fc\n",
+        5,
+        "4x7x7",
+        ["the avgpool window 4x7x7 is larger than the final 1x7x7 feature map"],
+        "smaller window",
+    ),
+    # -- hostile names
+    (
+        "quoted name",
+        'network "a"\n' + HEAD[10:] + "stages simple x [1]\n",
+        1,
+        '"',
+        ["unexpected character '\"'", "expected a name"],
+        "without quotes",
+    ),
+    (
+        "dunder name",
+        "network __import__\n" + HEAD[10:] + "stages simple x [1]\n",
+        1,
+        "__import__",
+        ["a network name starts with a letter"],
+        None,
+    ),
+    (
+        "keyword name",
+        "network class\n" + HEAD[10:] + "stages simple x [1]\n",
+        1,
+        "class",
+        ["'class' is reserved in Python and cannot name a network"],
+        None,
+    ),
+    (
+        "keyword name after mapping",
+        "network None\n" + HEAD[10:] + "stages simple x [1]\n",
+        1,
+        "None",
+        ["'None' is reserved in Python"],
+        None,
+    ),
+    (
+        "cyrillic look-alike",
+        "network n\u0435t\n" + HEAD[10:] + "stages simple x [1]\n",
+        1,
+        "\u0435",
+        ["unexpected character '\u0435'"],
+        "U+0435 CYRILLIC SMALL LETTER IE is not ASCII",
+    ),
+    (
+        "cyrillic first letter",
+        "network \u0430b\n" + HEAD[10:] + "stages simple x [1]\n",
+        1,
+        "\u0430",
+        ["unexpected character"],
+        "CYRILLIC SMALL LETTER A",
+    ),
+    (
+        "name cut by a newline",
+        "network \ninput 3x8x224x224\nclasses 4\nstages simple x [1]\n",
+        1,
+        None,
+        ["expected a name, got the end of the line"],
+        None,
+    ),
+    (
+        "name starting with a digit",
+        "network 3d\n" + HEAD[10:] + "stages simple x [1]\n",
+        1,
+        "3d",
+        ["expected a name, got '3d'"],
+        None,
+    ),
+    (
+        "overlong name",
+        "network " + "a" * 65 + "\n" + HEAD[10:] + "stages simple x [1]\n",
+        1,
+        "a" * 65,
+        ["at most 64 letters"],
+        None,
+    ),
+]
+
+
+def parse_error(text: str) -> csnspec.CsnError:
+    with pytest.raises(csnspec.CsnError) as info:
+        csnspec.parse(text, "t.csn")
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "text, line, at, words, hint", [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input(text, line, at, words, hint):
+    message = str(parse_error(text))
+    lines = message.splitlines()
+    m = re.match(r"t\.csn:(\d+):(\d+): error: (.*)", lines[0])
+    assert m, message
+    assert int(m.group(1)) == line, message
+    col = int(m.group(2))
+    source = text.splitlines()[line - 1] if text.splitlines() else ""
+    assert lines[1] == "    " + source, message
+    caret = lines[2]
+    assert caret.strip() and set(caret.strip()) == {"^"}, message
+    assert len(caret) - len(caret.lstrip()) == 4 + col - 1, message
+    if at is None:  # the end of the line or file: the caret sits just past the text
+        assert col == len(source) + 1, message
+    else:
+        token, nth = at if isinstance(at, tuple) else (at, 1)
+        starts = [i for i in range(len(source)) if source.startswith(token, i)]
+        assert col - 1 == starts[nth - 1], message
+        assert len(caret.strip()) == len(token), message
+    for w in words:
+        assert w in m.group(3), message
+    hints = [x for x in lines if x.startswith("hint: ")]
+    if hint is None:
+        assert not hints, message
+    else:
+        assert len(hints) == 1 and hint in hints[0], message
+
+
+INTERNAL = re.compile(r"__ANON|_NL\b|\$END|Token\(|Tree\(|lark|LSQB|RSQB|NAME\b|INT\b|DIMS")
+
+
+@pytest.mark.parametrize("text", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_no_internal_names(text):
+    message = str(parse_error(text))
+    assert not INTERNAL.search(message), message
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_empty_file_says_what_is_missing_without_a_caret(text):
+    assert str(parse_error(text)).splitlines() == [
+        "t.csn: error: the spec has no `network` line",
+        "hint: add a line like `network my-net`",
+    ]
+
+
+def test_default_file_name():
+    with pytest.raises(csnspec.CsnError) as info:
+        csnspec.parse(HEAD + "stages zzz x [1]\n")
+    assert str(info.value).startswith("<spec>:4:8: error: ")
+
+
+def test_error_carries_its_parts():
+    err = parse_error(HEAD + "stages bottlenek x [1]\n")
+    assert (err.span.line, err.span.column, err.span.length) == (4, 8, 9)
+    assert err.filename == "t.csn" and err.hint == "did you mean 'bottleneck'?"
+    assert err.message == "unknown block family 'bottlenek'"
+
+
+def test_tabs_keep_the_caret_under_the_token():
+    message = str(parse_error(HEAD + "stages\tbottlenek x [1]\n"))
+    src, caret = message.splitlines()[1:3]
+    assert src[caret.index("^") :].startswith("bottlenek")
+
+
+def test_file_errors(tmp_path):
+    missing = tmp_path / "nope.csn"
+    with pytest.raises(csnspec.CsnError, match="cannot read spec: No such file or directory"):
+        csnspec.load(missing)
+    with pytest.raises(csnspec.CsnError, match="cannot read spec: Is a directory"):
+        csnspec.load(tmp_path)
+    binary = tmp_path / "bin.csn"
+    binary.write_bytes(b"network n\n\xff\xfe\n")
+    with pytest.raises(csnspec.CsnError) as info:
+        csnspec.load(binary)
+    assert str(info.value).startswith(f"{binary}: error: cannot read spec: not UTF-8 text")
+    assert "byte 0xff on line 2" in str(info.value)

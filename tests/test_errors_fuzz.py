@@ -1,0 +1,170 @@
+"""Mutated specs: whatever the text, `csnspec.parse` returns a network or raises CsnError (any
+other exception is a bug), messages never leak parser internals, and what parses round-trips.
+
+The ci profile runs a few hundred mutants (seconds); HYPOTHESIS_PROFILE=thorough runs thousands.
+"""
+
+from __future__ import annotations
+
+import re
+
+from conftest import SPECS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import networks
+
+import csnspec
+
+SEEDS = [p.read_text(encoding="utf-8") for p in SPECS]
+SCALE = settings().max_examples * 10  # 300 mutants in the ci profile, 5000 when thorough
+
+# Characters and tokens a mutation may insert: the language's own, near-misses, and hostile ones.
+CHARS = list("x[],=#-+.0123456789 \t\n\r:;(){}\"'`\\$") + ["\u0435", "\u00a0", "\x00", "\u200b"]
+TOKENS = [
+    "network",
+    "input",
+    "classes",
+    "norm",
+    "stem",
+    "stages",
+    "stage",
+    "head",
+    "x",
+    "none",
+    "simple",
+    "simple-G",
+    "simple-D",
+    "bottleneck",
+    "bottleneck-G",
+    "bottleneck-D",
+    "bottleneck-DG",
+    "bottleneck-IP",
+    "ir-csn",
+    "ip-csn",
+    "batchnorm",
+    "conv",
+    "maxpool",
+    "avgpool",
+    "dropout",
+    "fc",
+    "g=",
+    "g=4",
+    "g=3",
+    "g=0",
+    "expansion=",
+    "expansion=1",
+    "stride-at=first",
+    "factorize=2+1d",
+    "factorize=3d",
+    "ip-relu=on",
+    "project=off",
+    "width=",
+    "width=8",
+    "widths=[8]",
+    "strides=[2x2x2]",
+    "stride=2x2x2",
+    "padding=0x0x0",
+    "out=8",
+    "eps=1e-3",
+    "momentum=0.5",
+    "0",
+    "-1",
+    "1",
+    "7",
+    "99999999999999999999",
+    "2x2",
+    "1x1x1",
+    "3x7x7",
+    "0x1x1",
+    "1e-3",
+    "0.5",
+    "[",
+    "]",
+    "[]",
+    "[1,2]",
+    ",",
+    "=",
+    "\n",
+    "#",
+    "class",
+    "__import__",
+    "None",
+]
+INTERNAL = re.compile(r"__ANON|_NL\b|\$END|Token\(|Tree\(|\blark\b|LSQB|RSQB|\bDIMS\b")
+
+
+def _mutate(draw, text: str) -> str:
+    n = len(text)
+    kind = draw(st.sampled_from(["delete", "duplicate", "swap", "char", "token", "swap-words"]))
+    i = draw(st.integers(0, n))
+    if kind == "delete":
+        return text[:i] + text[i + draw(st.integers(1, 12)) :]
+    if kind == "duplicate":
+        j = min(n, i + draw(st.integers(1, 20)))
+        return text[:j] + text[i:j] + text[j:]
+    if kind == "swap" and n >= 2:
+        a, b = sorted((i % n, draw(st.integers(0, n - 1))))
+        return text[:a] + text[b] + text[a + 1 : b] + text[a] + text[b + 1 :]
+    if kind == "char":
+        return text[:i] + draw(st.sampled_from(CHARS)) + text[i:]
+    if kind == "swap-words":
+        words = re.split(r"(\s+)", text)
+        if len(words) >= 3:
+            a, b = draw(st.integers(0, len(words) - 1)), draw(st.integers(0, len(words) - 1))
+            words[a], words[b] = words[b], words[a]
+        return "".join(words)
+    return text[:i] + draw(st.sampled_from(TOKENS)) + text[i:]
+
+
+@st.composite
+def mutants(draw, seeds):
+    text = draw(seeds)
+    for _ in range(draw(st.integers(1, 4))):
+        text = _mutate(draw, text)
+    return text
+
+
+def same_tree_from_both_lexers(text: str) -> None:
+    # parse_tree tries lark's basic lexer first and falls back to the contextual one; wherever
+    # the basic one succeeds, the contextual one must give the very same tree
+    import lark
+
+    from csnspec.parse import _parser
+
+    try:
+        fast = _parser("basic").parse(text)
+    except lark.exceptions.UnexpectedInput:
+        return
+    assert _parser("contextual").parse(text) == fast
+
+
+def check(text: str) -> None:
+    same_tree_from_both_lexers(text)
+    try:
+        net = csnspec.parse(text, "m.csn")
+    except csnspec.CsnError as err:
+        message = str(err)  # rendering must not fail either
+        assert message.startswith("m.csn"), message
+        assert not INTERNAL.search(message), message
+        return
+    # accepted: it must also analyse, print and read back as the same network
+    csnspec.stats(net)
+    assert csnspec.parse(csnspec.format_spec(net)) == net
+
+
+@settings(max_examples=SCALE)
+@given(mutants(st.sampled_from(SEEDS)))
+def test_mutated_library_specs(text):
+    check(text)
+
+
+@settings(max_examples=SCALE // 3)
+@given(mutants(networks(small=False).map(csnspec.format_spec)))
+def test_mutated_random_specs(text):
+    check(text)
+
+
+@settings(max_examples=SCALE // 3)
+@given(st.lists(st.sampled_from(CHARS + TOKENS + [" "] * 8), max_size=40).map("".join))
+def test_token_soup(text):
+    check(text)

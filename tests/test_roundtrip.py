@@ -1,0 +1,87 @@
+"""Printing and parsing are inverse: format_spec -> parse gives back the same spec IR."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SPECS
+from hypothesis import given
+from strategies import networks
+
+import csnspec
+from csnspec.spec import Family, Network, Stage
+
+
+def roundtrip(net: Network) -> None:
+    text = csnspec.format_spec(net)
+    again = csnspec.parse(text)
+    assert again == net, text
+    assert csnspec.format_spec(again) == text  # printing is a fixed point
+    assert csnspec.stats(again).total == csnspec.stats(net).total
+
+
+@given(networks(small=False))
+def test_random_networks(net):
+    roundtrip(net)
+
+
+@given(networks(small=True))
+def test_random_small_networks(net):
+    roundtrip(net)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_shipped_specs(path):
+    net = csnspec.load(path)
+    roundtrip(net)
+
+
+def test_equal_networks_compare_equal_whatever_their_source():
+    a = csnspec.parse("network n\ninput 3x8x112x112\nclasses 4\nstages simple x [1,1]\n")
+    b = csnspec.parse(
+        "# same network, other spelling\nnetwork n\ninput 3x8x112x112\nclasses 4\n"
+        "stage SIMPLE x 1 width=64\nstage simple x 1 width=128 stride=2x2x2\nhead avgpool, fc\n"
+    )
+    assert a == b and hash(a) == hash(b)
+    assert a != a.with_input(classes=5)
+
+
+def test_canonical_text_of_defaults():
+    text = (
+        "network n\ninput 3x8x224x224\nclasses 400\nnorm batchnorm eps=1e-05 momentum=0.1\n"
+        "stem conv 3x7x7 out=64 stride=1x2x2, maxpool 1x3x3 stride=1x2x2\n"
+        "stages bottleneck-IP x [3,4,6,3] widths=[64,128,256,512] expansion=4\n"
+        "head avgpool, dropout 0, fc\n"
+    )
+    assert csnspec.format_spec(csnspec.parse(text)) == (
+        "network n\ninput 3x8x224x224\nclasses 400\nstages bottleneck-IP x [3,4,6,3]\n"
+    )
+
+
+def test_canonical_text_of_explicit_stages():
+    net = csnspec.parse(
+        "network m\ninput 4x8x112x112\nclasses 10\nstem none\n"
+        "stage simple-D project=off x 1 width=4\n"
+        "stage bottleneck-DG g=2 stride-at=first factorize=2+1d x 2 width=8 expansion=2 stride=1x2x2\n"
+        "stage ip-csn ip-relu=on x 1 width=16\n"
+        "head avgpool 1x2x2, dropout 0.25, fc\n"
+    )
+    assert csnspec.format_spec(net) == (
+        "network m\ninput 4x8x112x112\nclasses 10\nstem none\n"
+        "stage simple-D project=off x 1 width=4\n"
+        "stage bottleneck-DG g=2 stride-at=first factorize=2+1d x 2 width=8 expansion=2 stride=1x2x2\n"
+        "stage bottleneck-IP ip-relu=on x 1 width=16\n"
+        "head avgpool 1x2x2, dropout 0.25, fc\n"
+    )
+
+
+def test_stages_built_in_python_get_the_language_defaults():
+    built = Stage(family=Family.BOTTLENECK_IP, blocks=2, width=64)
+    parsed = csnspec.parse(
+        "network n\ninput 3x8x112x112\nclasses 4\nstage bottleneck-IP x 2 width=64\n"
+    ).stages[0]
+    assert built == parsed
+    assert (built.expansion, built.stride_at, built.ip_relu) == (4, "middle", False)
+    with pytest.raises(ValueError, match="needs `groups`"):
+        Stage(family=Family.SIMPLE_G, blocks=1, width=8)
+    with pytest.raises(ValueError, match="`groups=2` means nothing for simple blocks"):
+        Stage(family=Family.SIMPLE, blocks=1, width=8, groups=2)
