@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..spec import Network, identifier
+from ..spec import Network
 
 BACKENDS = ("torch", "flax")
 
@@ -22,4 +22,6 @@ def render(low, backend: str) -> str:
 
 def module_name(net: Network) -> str:
     """The file name of a spec's generated module: its network name as a Python identifier."""
-    return identifier(net.name) + ".py"
+    from .common import check_network_name, module_stem
+
+    return module_stem(check_network_name(net.name)) + ".py"

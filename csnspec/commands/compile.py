@@ -14,8 +14,14 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=("torch", "flax"), default="torch")
     where = p.add_mutually_exclusive_group()
     where.add_argument("-o", "--output", metavar="PATH", help="output file (one spec only)")
-    where.add_argument("--out-dir", metavar="DIR", help="output folder (default: generated/<backend>)")
-    p.add_argument("--check", action="store_true", help="exit 1 if a file on disk differs from what would be written")
+    where.add_argument(
+        "--out-dir", metavar="DIR", help="output folder (default: generated/<backend>)"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if a file on disk differs from what would be written",
+    )
     p.set_defaults(run=run)
 
 
@@ -34,13 +40,22 @@ def run(args) -> int:
         net = load(path)
         target = Path(args.output) if args.output else out_dir / module_name(net)
         if target in outputs:
-            raise CsnError(f"{path} and {outputs[target][0]} both name network '{net.name}' ({target})")
+            raise CsnError(
+                f"{path} and {outputs[target][0]} both name network '{net.name}' ({target})"
+            )
         outputs[target] = (path, render(lower(net), args.backend))
     if args.check:
-        stale = [t for t, (_, text) in outputs.items() if not t.exists() or t.read_text(encoding="utf-8") != text]
+        stale = [
+            t
+            for t, (_, text) in outputs.items()
+            if not t.exists() or t.read_text(encoding="utf-8") != text
+        ]
         for t in stale:
-            print(f"{t}: differs from what `csnspec compile` writes now", file=sys.stderr)
-        if not stale:
+            what = "differs from what `csnspec compile` writes now" if t.exists() else "missing"
+            print(f"{t}: {what}", file=sys.stderr)
+        if stale:
+            print("hint: run the same command without --check to rewrite them", file=sys.stderr)
+        else:
             print(f"{len(outputs)} file(s) up to date")
         return 1 if stale else 0
     for target, (path, text) in outputs.items():

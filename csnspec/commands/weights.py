@@ -1,0 +1,59 @@
+"""`csnspec weights ...`: weights in and out of generated models.
+
+`csnspec weights import --from SOURCE CHECKPOINT --spec SPEC -o OUT.safetensors` maps a public
+CSN checkpoint onto the spec's generated model. Further actions are subcommands of `weights`:
+each is a `_register_<action>(actions)` below, listed in ACTIONS.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..weights.layouts import SOURCES
+
+
+def register(sub) -> None:
+    p = sub.add_parser("weights", help="import checkpoints of public CSN implementations")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for add in ACTIONS:
+        add(actions)
+
+
+def _register_import(actions) -> None:
+    p = actions.add_parser(
+        "import",
+        help="map a PyTorchVideo, VMZ or MMAction2 checkpoint onto a spec's generated model",
+        description="Map the checkpoint's names and layouts onto the generated model's, check "
+        "every shape against the spec, and write a .safetensors file the generated model loads "
+        "with strict=True. Nothing is written if any tensor is missing, extra or mis-shaped.",
+    )
+    p.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        choices=SOURCES,
+        help="the implementation that wrote the checkpoint (vmz: PyTorch .pth or Caffe2 .pkl)",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help=".pth/.pyth/.pt, .safetensors or .pkl")
+    p.add_argument("--spec", required=True, metavar="SPEC", help="the .csn spec of the model")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the .safetensors to write")
+    p.set_defaults(run=run_import)
+
+
+ACTIONS = [_register_import]
+
+
+def run_import(args) -> int:
+    from ..parse import load
+    from ..weights import import_checkpoint
+
+    net = load(args.spec)
+    imported = import_checkpoint(args.checkpoint, net, args.source, out=args.output)
+    for note in imported.notes:
+        print(f"note: {note}", file=sys.stderr)
+    filled = f", {len(imported.filled)} BN step counters set to 0" if imported.filled else ""
+    print(
+        f"{args.output}: {len(imported.tensors)} tensors, {imported.parameters / 1e6:.2f} M "
+        f"parameters from the {imported.layout.title} checkpoint for {net.name}{filled}"
+    )
+    return 0
