@@ -67,8 +67,12 @@ def stems(draw, small: bool):
     kt = draw(st.sampled_from([1, 3]))
     ks = draw(st.sampled_from([3, 5, 7]))
     layers = [
-        StemConv(kernel=(kt, ks, ks), out=out, stride=draw(st.sampled_from([(1, 2, 2), (1, 1, 1)])),
-                 padding=(kt // 2, ks // 2, ks // 2))
+        StemConv(
+            kernel=(kt, ks, ks),
+            out=out,
+            stride=draw(st.sampled_from([(1, 2, 2), (1, 1, 1)])),
+            padding=(kt // 2, ks // 2, ks // 2),
+        )
     ]
     if kind in ("default", "conv+pool"):
         layers.append(StemPool(kernel=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)))
@@ -81,8 +85,12 @@ def networks(draw, small: bool = True) -> Network:
     if small:
         clip = (3, draw(st.integers(1, 6)), draw(st.integers(8, 32)), draw(st.integers(8, 32)))
     else:
-        clip = (draw(st.sampled_from([1, 2, 3])), draw(st.integers(1, 16)), draw(st.integers(16, 224)),
-                draw(st.integers(16, 224)))
+        clip = (
+            draw(st.sampled_from([1, 2, 3])),
+            draw(st.integers(1, 16)),
+            draw(st.integers(16, 224)),
+            draw(st.integers(16, 224)),
+        )
     head = Head(
         window=draw(st.none() | st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 2))),
         dropout=draw(st.sampled_from([0.0, 0.0, 0.25, 0.5])),
@@ -91,7 +99,10 @@ def networks(draw, small: bool = True) -> Network:
         name=draw(NAMES),
         input=clip,
         classes=draw(st.integers(1, 12)),
-        norm=Norm(eps=draw(st.sampled_from([1e-5, 1e-3])), momentum=draw(st.sampled_from([0.1, 0.01, 0.5]))),
+        norm=Norm(
+            eps=draw(st.sampled_from([1e-5, 1e-3])),
+            momentum=draw(st.sampled_from([0.1, 0.01, 0.5])),
+        ),
         stem=draw(stems(small)),
         stages=draw(stages_(small)),
         head=head,

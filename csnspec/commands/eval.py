@@ -1,0 +1,74 @@
+"""`csnspec eval SPEC --weights W --data DATA`: clip and video top-1/top-5 over test views."""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import CsnError
+from .train import add_clip_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="clip and video accuracy of trained or imported weights")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--weights", required=True, help="safetensors keyed by the spec's op names")
+    p.add_argument("--data", required=True, help="a folder of class folders or a `path,label` list")
+    p.add_argument("--root", help="folder the list's paths are relative to (default: its folder)")
+    p.add_argument("--classes", help="classes.json (default: the one beside --weights)")
+    p.add_argument("--backend", choices=("torch", "flax"), default="torch")
+    p.add_argument("--clips", type=int, default=10, help="clips per video (default 10)")
+    p.add_argument("--crops", type=int, choices=(1, 3), default=1, help="crops per clip")
+    add_clip_options(p, train=False)
+    p.add_argument("--batch", type=int, default=4, help="videos per batch (default 4)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import logging
+
+    from ..data.transforms import VMZ_MEAN, VMZ_STD, ClipOptions
+    from ..train.eval_run import EvalConfig, evaluate
+
+    logging.basicConfig(format="csnspec: %(message)s", level=logging.WARNING)
+    if min(args.clips, args.frames, args.rate, args.crop, args.batch) < 1:
+        raise CsnError("--clips, --frames, --rate, --crop and --batch must be positive")
+    opts = ClipOptions(
+        frames=args.frames,
+        rate=args.rate,
+        crop=args.crop,
+        test_scale=args.test_scale or round(args.crop * 8 / 7),
+        clips=args.clips,
+        crops=args.crops,
+        mean=tuple(args.mean or VMZ_MEAN),
+        std=tuple(args.std or VMZ_STD),
+    )
+    cfg = EvalConfig(
+        spec=args.spec,
+        weights=args.weights,
+        data=args.data,
+        backend=args.backend,
+        root=args.root,
+        classes=args.classes,
+        opts=opts,
+        batch=args.batch,
+        workers=args.workers,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    result = evaluate(cfg)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(
+        f"{args.spec} ({cfg.backend}, {result['views']} views): "
+        f"{result['videos']} videos, {result['clips']} clips"
+    )
+    print(f"  clip  top-1 {result['clip_top1']:.2%}  top-5 {result['clip_top5']:.2%}")
+    print(f"  video top-1 {result['video_top1']:.2%}  top-5 {result['video_top5']:.2%}")
+    for name, why in result["skipped"].items():
+        print(f"  skipped {name}: {why}")
+    return 0

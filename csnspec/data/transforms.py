@@ -1,0 +1,97 @@
+"""Clip sampling in time and the spatial pipeline of the paper's section 4.1, on numpy arrays.
+
+Training: a random start, T frames every `rate` frames; the shorter edge scaled to a random size
+in [scale_min, scale_max], a random crop and a horizontal flip. Testing: `clips` starts spread
+uniformly over the video; the shorter edge scaled to `test_scale`, then the center crop or three
+crops along the longer edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# VMZ's normalisation of [0, 1] RGB (the Kinetics statistics its released models expect).
+VMZ_MEAN = (0.43216, 0.394666, 0.37645)
+VMZ_STD = (0.22803, 0.22145, 0.216989)
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    frames: int = 8
+    rate: int = 2
+    crop: int = 224
+    scale_min: int = 256
+    scale_max: int = 320
+    test_scale: int = 256
+    flip: bool = True
+    clips: int = 10  # test clips per video
+    crops: int = 1  # test crops per clip: 1 (center) or 3 (along the longer edge)
+    mean: tuple[float, float, float] = VMZ_MEAN
+    std: tuple[float, float, float] = VMZ_STD
+
+    @property
+    def span(self) -> int:
+        """Frames a clip covers in the source video."""
+        return (self.frames - 1) * self.rate + 1
+
+    @property
+    def views(self) -> int:
+        return self.clips * self.crops
+
+
+def clip_indices(start: int, count: int, opts: ClipOptions) -> np.ndarray:
+    """Frame indices of a clip starting at `start`; short videos loop."""
+    return (start + np.arange(opts.frames) * opts.rate) % count
+
+
+def train_indices(rng: np.random.Generator, count: int, opts: ClipOptions) -> np.ndarray:
+    start = int(rng.integers(0, max(1, count - opts.span + 1)))
+    return clip_indices(start, count, opts)
+
+
+def view_indices(count: int, opts: ClipOptions) -> np.ndarray:
+    """The frames of `opts.clips` clips spread uniformly over the video, one after another."""
+    last = max(0, count - opts.span)
+    starts = np.round(np.linspace(0, last, opts.clips)).astype(int)
+    return np.concatenate([clip_indices(s, count, opts) for s in starts])
+
+
+def scaled(height: int, width: int, short: int) -> tuple[int, int]:
+    """(height, width) with the shorter edge at `short`, aspect ratio kept."""
+    if height <= width:
+        return short, max(short, round(width * short / height))
+    return max(short, round(height * short / width)), short
+
+
+def random_crop(rng: np.random.Generator, frames: np.ndarray, opts: ClipOptions) -> np.ndarray:
+    """A random crop (and flip) of (T, H, W, 3) frames."""
+    h, w = frames.shape[1:3]
+    y = int(rng.integers(0, h - opts.crop + 1))
+    x = int(rng.integers(0, w - opts.crop + 1))
+    out = frames[:, y : y + opts.crop, x : x + opts.crop]
+    if opts.flip and rng.random() < 0.5:
+        out = out[:, :, ::-1]
+    return out
+
+
+def view_crops(frames: np.ndarray, opts: ClipOptions) -> list[np.ndarray]:
+    """The center crop, or three crops along the longer edge (start, center, end)."""
+    h, w = frames.shape[1:3]
+    c = opts.crop
+    if opts.crops == 1:
+        offsets = [((h - c) // 2, (w - c) // 2)]
+    elif h >= w:
+        offsets = [(y, (w - c) // 2) for y in (0, (h - c) // 2, h - c)]
+    else:
+        offsets = [((h - c) // 2, x) for x in (0, (w - c) // 2, w - c)]
+    return [frames[:, y : y + c, x : x + c] for y, x in offsets]
+
+
+def normalise(frames: np.ndarray, opts: ClipOptions) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (3, T, H, W) float32, scaled to [0, 1] then standardised."""
+    mean = np.asarray(opts.mean, np.float32) * 255
+    inv = 1 / (np.asarray(opts.std, np.float32) * 255)
+    x = (frames.astype(np.float32) - mean) * inv
+    return np.ascontiguousarray(x.transpose(3, 0, 1, 2))

@@ -1,0 +1,590 @@
+"""Design spaces: parse a space file (the .csn language with `choose(...)` and `require`) and
+resolve one choice of every `choose` into spec IR parts.
+
+A candidate is a tuple of alternative indices, one per `choose`. Each line of the space is
+resolved on its own: its choices are substituted into its source text, options its family does
+not take (`g=` on bottleneck) are dropped, and the line is built by the spec front end itself
+(`csnspec.parse.parse_tree` + `csnspec.build.build`) inside a minimal spec. The parts of a line
+are cached per combination of that line's choices, so a candidate costs a few dict look-ups;
+shapes, groups and constraints are checked later by `csnspec.search.score`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import lark
+
+from ..build import FAMILY_ONLY, _family, build
+from ..errors import CsnError, Span, did_you_mean
+from ..parse import TERMINAL_WORDS, parse_tree
+from ..spec import NAME_RE
+
+GRAMMAR = Path(__file__).parent / "space.lark"
+SPEC_GRAMMAR_DIR = Path(__file__).resolve().parent.parent / "grammar"
+
+# Constraint metrics: the totals of `csnspec.analysis.Cost`, plus activation memory in bytes.
+METRICS = ("flops", "params", "bn_params", "interactions", "activations", "memory")
+UNITS = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+OPERATORS = ("<=", "<", ">=", ">")
+STATEMENTS = ("space", "input", "classes", "norm", "stem", "stages", "stage", "head", "require")
+SPACE_WORDS = {
+    **TERMINAL_WORDS,
+    **{kw.upper(): f"'{kw}'" for kw in STATEMENTS},
+    "CHOOSE": "'choose'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "CMP": "a comparison (<=, <, >=, >)",
+}
+# Lines resolved per combination of their choices are validated eagerly (every combination
+# parsed when the space is loaded) up to this many combinations, lazily beyond it.
+EAGER_LINE_COMBOS = 5000
+
+
+@cache
+def _parser() -> lark.Lark:
+    return lark.Lark(
+        GRAMMAR.read_text(),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        import_paths=[str(SPEC_GRAMMAR_DIR)],
+        cache=True,  # lark re-checks the imported csn.lark's hash before using the cache
+    )
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One `choose(...)`: its alternatives as source text, where they are, and a column label."""
+
+    index: int
+    label: str
+    alternatives: tuple[str, ...]
+    spans: tuple[Span, ...]
+    starts: tuple[int, ...]  # source offset of each alternative
+    span: Span  # the `choose` keyword
+    start: int  # source offsets of the whole `choose(...)`
+    end: int
+
+    def __len__(self) -> int:
+        return len(self.alternatives)
+
+
+@dataclass(frozen=True)
+class Require:
+    """A constraint line: `require METRIC OP LIMIT`."""
+
+    metric: str
+    op: str
+    limit: float
+    text: str  # as written, for messages and reports
+    span: Span
+
+    def holds(self, cost) -> bool:
+        value = cost.activation_bytes if self.metric == "memory" else getattr(cost, self.metric)
+        if self.op == "<=":
+            return value <= self.limit
+        if self.op == "<":
+            return value < self.limit
+        if self.op == ">=":
+            return value >= self.limit
+        return value > self.limit
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Why a combination of choices is not a candidate (`error` locates it, where it can)."""
+
+    reason: str
+    error: CsnError | None = None
+
+
+@dataclass
+class _Option:
+    key: str
+    start: int  # offsets of the whole `key=value`
+    end: int
+    token: lark.Token
+
+
+@dataclass
+class Line:
+    """One statement of the space and its choices."""
+
+    kind: str
+    start: int
+    end: int
+    line: int  # 1-based line number in the space file
+    slots: tuple[int, ...]  # indices of the choices on this line
+    family: object = None  # the family token, or the Choice that picks it
+    options: list[_Option] = field(default_factory=list)
+    cache: dict = field(default_factory=dict)  # combo -> (part, note) or Skip
+
+
+class Space:
+    """A parsed design space. `resolve(idx)` gives the parts of one candidate."""
+
+    def __init__(self, text: str, filename: str | None = None):
+        self.source = text
+        self.filename = filename
+        self.choices: list[Choice] = []
+        self.lines: list[Line] = []
+        self.requires: list[Require] = []
+        self._interned: dict = {}  # part value -> small int id (for de-duplication keys)
+        self._read(_parse(text, filename))
+        self.raw_size = 1
+        for c in self.choices:
+            self.raw_size *= len(c)
+        self._validate_lines()
+
+    # -- reading the tree ------------------------------------------------------------------
+
+    def error(self, message: str, span: Span | None, hint: str | None = None) -> CsnError:
+        return CsnError(message, span, hint=hint, source=self.source, filename=self.filename)
+
+    def _read(self, tree: lark.Tree) -> None:
+        seen: dict[str, lark.Token] = {}
+        name_tok = None
+        for st in tree.children:
+            kw = st.children[0]
+            if st.data not in ("stage", "require"):
+                if st.data in seen:
+                    raise self.error(
+                        f"duplicate `{st.data}` line (first at line {seen[st.data].line})",
+                        Span.of(kw),
+                        hint="each statement appears once, except `stage` and `require`",
+                    )
+                seen[st.data] = kw
+            if st.data == "space":
+                name_tok = st.children[1]
+            elif st.data == "require":
+                self.requires.append(self._require(st))
+            else:
+                self._line(st)
+        anchor = Span.of(tree.children[0].children[0]) if tree.children else Span(1, 1)
+        if name_tok is None:
+            raise self.error(
+                "the space has no `space` line",
+                anchor,
+                hint="start with a line like `space my-space`",
+            )
+        if not NAME_RE.match(str(name_tok)):
+            raise self.error(
+                f"'{name_tok}' cannot name a space",
+                Span.of(name_tok),
+                hint="a space name starts with a letter and has at most 64 letters, digits, '-' or '_'",
+            )
+        self.name = str(name_tok)
+        for required, example in (("input", "input 3x8x224x224"), ("classes", "classes 400")):
+            if required not in seen:
+                raise self.error(
+                    f"the space has no `{required}` line",
+                    anchor,
+                    hint=f"add a line like `{example}`",
+                )
+        kinds = {ln.kind for ln in self.lines}
+        if not kinds & {"stages", "stage"}:
+            raise self.error(
+                "the space has no stages",
+                anchor,
+                hint="add e.g. `stages choose(bottleneck, bottleneck-D) x [3,4,6,3]`",
+            )
+        if {"stages", "stage"} <= kinds:
+            second = next(ln for ln in self.lines if ln.kind == "stage")
+            raise self.error(
+                "use either one `stages` line or `stage` lines, not both", Span(second.line, 1)
+            )
+
+    def _require(self, st: lark.Tree) -> Require:
+        _, metric, op, number, *unit = st.children
+        name = str(metric).replace("-", "_")
+        if name not in METRICS:
+            raise self.error(
+                f"unknown quantity '{metric}' in a constraint",
+                Span.of(metric),
+                hint=did_you_mean(str(metric), METRICS)
+                or "constraints take: " + ", ".join(METRICS),
+            )
+        scale = 1
+        if unit:
+            if str(unit[0]) not in UNITS:
+                raise self.error(
+                    f"unknown unit '{unit[0]}'",
+                    Span.of(unit[0]),
+                    hint="units are K, M, G and T (thousand, million, billion, trillion), e.g. 30G",
+                )
+            scale = UNITS[str(unit[0])]
+        limit = float(number) * scale
+        if limit < 0:
+            raise self.error("a constraint limit cannot be negative", Span.of(number))
+        text = f"{name} {op} {number}{unit[0] if unit else ''}"
+        return Require(name, str(op), limit, text, Span.of(metric))
+
+    def _line(self, st: lark.Tree) -> None:
+        stage_no = sum(1 for ln in self.lines if ln.kind == "stage") + 1
+        prefix = {"stage": f"stage{stage_no}.", "stem": "stem.", "head": "head."}.get(st.data, "")
+        line = Line(st.data, st.meta.start_pos, st.meta.end_pos, st.meta.line, ())
+        slots: list[int] = []
+
+        def add_choice(node: lark.Tree, label: str) -> Choice:
+            kw = node.children[0]
+            alts = [c for c in node.children[1:] if not _is_punct(c)]
+            if not alts:
+                raise self.error(
+                    "`choose()` needs at least one alternative",
+                    Span.of(kw),
+                    hint="list the values to try, e.g. choose(2,4,8)",
+                )
+            for alt in alts:
+                inner = _first_choice(alt)
+                if inner is not None:
+                    raise self.error(
+                        "choices cannot be nested",
+                        Span.of(inner.children[0]),
+                        hint="write every alternative out in one choose(...)",
+                    )
+            starts = tuple(_start(a) for a in alts)
+            texts = tuple(self.source[_start(a) : _end(a)] for a in alts)
+            spans = tuple(_span(a) for a in alts)
+            labels = {c.label for c in self.choices}
+            unique, n = label, 2
+            while unique in labels:
+                unique, n = f"{label}#{n}", n + 1
+            ch = Choice(
+                len(self.choices),
+                unique,
+                texts,
+                spans,
+                starts,
+                Span.of(kw),
+                _start(node),
+                _end(node),
+            )
+            self.choices.append(ch)
+            slots.append(ch.index)
+            return ch
+
+        def walk(node, label: str) -> None:
+            # Find the choices under `node`; `label` names the value they stand for.
+            if isinstance(node, lark.Token):
+                return
+            if node.data == "choice":
+                add_choice(node, label)
+                return
+            if node.data == "option":
+                key = node.children[0]
+                line.options.append(_Option(str(key), _start(node), _end(node), key))
+                walk(node.children[2], prefix + str(key))
+                return
+            if node.data in ("list", "int_list"):
+                items = [c for c in node.children if not _is_punct(c)]
+                base = prefix + "blocks" if node.data == "int_list" else label
+                for i, item in enumerate(items):
+                    walk(item, f"{base}[{i}]")
+                return
+            if node.data == "family":
+                child = node.children[0]
+                line.family = (
+                    add_choice(child, prefix + "family") if isinstance(child, lark.Tree) else child
+                )
+                return
+            if node.data == "layer":
+                layer = prefix + str(node.children[0])
+                for child in node.children[1:]:
+                    if isinstance(child, lark.Tree) and child.data == "option":
+                        key = child.children[0]
+                        walk(child.children[2], f"{layer}.{key}")
+                    else:
+                        walk(child, layer)
+                return
+            for child in node.children:
+                walk(child, label)
+
+        for child in st.children[1:]:
+            own = {"input": "input", "classes": "classes", "stages": "blocks", "stage": "blocks"}
+            walk(child, prefix + own.get(st.data, st.data))
+        line.slots = tuple(slots)
+        self.lines.append(line)
+
+    # -- resolving candidates --------------------------------------------------------------
+
+    def resolve_line(self, line: Line, combo: tuple[int, ...]):
+        """The parts of one line for one combination of its choices: (part id, part, note) or Skip."""
+        hit = line.cache.get(combo)
+        if hit is None:
+            hit = line.cache[combo] = self._build_line(line, combo)
+        return hit
+
+    def resolve(self, idx: tuple[int, ...]):
+        """A candidate's parts as [(part id, part, note)] per line, or the first Skip."""
+        out = []
+        for line in self.lines:
+            hit = self.resolve_line(line, tuple(idx[s] for s in line.slots))
+            if isinstance(hit, Skip):
+                return hit
+            out.append(hit)
+        return out
+
+    def alternatives(self, idx: tuple[int, ...]) -> dict[str, str]:
+        """The chosen alternative of every choice, by label ('' where its option was dropped)."""
+        out = {c.label: c.alternatives[i] for c, i in zip(self.choices, idx)}
+        for line in self.lines:
+            for s in self._render(line, tuple(idx[s] for s in line.slots))[3]:
+                out[self.choices[s].label] = ""
+        return out
+
+    def indices(self):
+        """Every combination of choices, in order."""
+        return itertools.product(*(range(len(c)) for c in self.choices))
+
+    def _render(self, line: Line, combo: tuple[int, ...]):
+        """The line's text with the chosen alternatives, and what was dropped from it."""
+        chosen = {s: i for s, i in zip(line.slots, combo)}
+        holes = []  # (start, end, replacement, source offset of the replacement)
+        note = None
+        fam_word = (
+            str(line.family)
+            if isinstance(line.family, lark.Token)
+            else line.family.alternatives[chosen[line.family.index]]
+            if line.family is not None
+            else None
+        )
+        fam = _known_family(fam_word) if fam_word else None
+        dropped = []
+        for opt in line.options:
+            if fam is not None and opt.key in FAMILY_ONLY and not FAMILY_ONLY[opt.key][0](fam):
+                holes.append((opt.start, opt.end, "", opt.start))
+                dropped.append(opt.key)
+        if dropped:
+            note = (
+                ", ".join(f"`{k}=`" for k in dropped)
+                + f" means nothing for {fam.value} blocks; dropped"
+            )
+        unused = []
+        for s in line.slots:
+            ch = self.choices[s]
+            if any(h[0] <= ch.start < h[1] for h in holes):
+                unused.append(s)
+                continue  # inside a dropped option
+            i = chosen[s]
+            holes.append((ch.start, ch.end, ch.alternatives[i], ch.starts[i]))
+        holes.sort()
+        pieces, segments, pos, out = [], [], line.start, 0
+        for start, end, text, src in holes:
+            pieces.append(self.source[pos:start])
+            segments.append((out, pos, start - pos))
+            out += start - pos
+            pieces.append(text)
+            segments.append((out, src, len(text)))
+            out += len(text)
+            pos = end
+        pieces.append(self.source[pos : line.end])
+        segments.append((out, pos, line.end - pos))
+        return "".join(pieces), segments, note, unused
+
+    def _build_line(self, line: Line, combo: tuple[int, ...]):
+        text, segments, note, _ = self._render(line, combo)
+        # The rendered line comes first, then the least the spec front end needs to build it.
+        filler = {
+            "network": "network candidate",
+            "input": "input 3x8x224x224",
+            "classes": "classes 1",
+            "stages": "stages simple x [1]",
+        }
+        filler.pop(line.kind, None)
+        if line.kind == "stage":
+            filler.pop("stages")
+        mini = text + "\n" + "\n".join(filler.values()) + "\n"
+        try:
+            net = build(parse_tree(mini))
+        except CsnError as err:
+            return Skip(err.message, self._relocate(err, line, segments))
+        part = {
+            "input": lambda: net.input,
+            "classes": lambda: net.classes,
+            "norm": lambda: net.norm,
+            "stem": lambda: net.stem,
+            "head": lambda: net.head,
+            "stages": lambda: net.stages,
+            "stage": lambda: net.stages[:1],
+        }[line.kind]()
+        pid = self._interned.setdefault((line.kind, part), len(self._interned))
+        return pid, part, note
+
+    def _relocate(self, err: CsnError, line: Line, segments) -> CsnError:
+        """Point an error in a rendered line back at the space file."""
+        span = None
+        if err.span is not None and err.span.line == 1:
+            col = err.span.column - 1
+            for out, src, length in reversed(segments):
+                if out <= col:
+                    off = src + min(col - out, max(length - 1, 0))
+                    line_no = self.source.count("\n", 0, off) + 1
+                    column = off - (self.source.rfind("\n", 0, off) + 1) + 1
+                    span = Span(line_no, column, err.span.length)
+                    break
+        return self.error(err.message, span or Span(line.line, 1), err.hint)
+
+    def _validate_lines(self) -> None:
+        """Report alternatives that no combination of their line accepts, before any search."""
+        for line in self.lines:
+            sizes = [len(self.choices[s]) for s in line.slots]
+            n = 1
+            for size in sizes:
+                n *= size
+            if n > EAGER_LINE_COMBOS:
+                continue
+            results = {c: self.resolve_line(line, c) for c in itertools.product(*map(range, sizes))}
+            if all(isinstance(r, Skip) for r in results.values()):
+                raise next(iter(results.values())).error
+            for pos, s in enumerate(line.slots):
+                ch = self.choices[s]
+                for i in range(len(ch)):
+                    fails = [r for c, r in results.items() if c[pos] == i]
+                    if all(isinstance(r, Skip) for r in fails):
+                        err = fails[0].error
+                        raise self.error(
+                            f"the alternative '{ch.alternatives[i]}' is never valid here: {err.message}",
+                            ch.spans[i],
+                            hint=err.hint,
+                        )
+
+
+def load_space(path) -> Space:
+    """Read and check a space file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CsnError(f"cannot read space: {err.strerror or err}", filename=str(path)) from None
+    return Space(text, str(path))
+
+
+def parse_space(text: str, filename: str | None = None) -> Space:
+    return Space(text, filename)
+
+
+# -- syntax ----------------------------------------------------------------------------------
+
+
+def _parse(text: str, filename: str | None) -> lark.Tree:
+    try:
+        return _parser().parse(text)
+    except lark.exceptions.UnexpectedInput as err:
+        raise _syntax_error(err, text).located(text, filename) from None
+
+
+def _describe(expected) -> str:
+    names = set(expected)
+    if names >= {"SPACE", "INPUT", "STAGES", "REQUIRE"}:
+        return "a statement (" + ", ".join(STATEMENTS) + ")"
+    words = {SPACE_WORDS.get(n, n.lower()) for n in names}
+    if "EQUALS" not in names and "NAME" in names and names & {"TIMES", "_NL", "$END", "COMMA"}:
+        words.discard(SPACE_WORDS["NAME"])
+        words.add("an option like g=4")
+    words = sorted(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _syntax_error(err, text: str) -> CsnError:
+    if isinstance(err, lark.exceptions.UnexpectedCharacters):
+        char = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        msg = f"unexpected character '{char}'"
+        if err.allowed:
+            msg += f"; expected {_describe(err.allowed)}"
+        hint = None
+        if char in "=!" and "CMP" in (err.allowed or ()):
+            hint = "constraints compare with <=, <, >= or >, e.g. `require flops <= 30G`"
+        elif char in "{}()":
+            hint = "choices are written choose(a, b, c); lists use square brackets"
+        return CsnError(msg, Span(err.line, err.column), hint=hint)
+    if isinstance(err, lark.exceptions.UnexpectedToken):
+        tok = err.token
+        expected = set(err.expected) | set(getattr(err, "accepts", None) or ())
+        msg = f"expected {_describe(expected)}, got " + (
+            "the end of the file"
+            if tok.type == "$END"
+            else "the end of the line"
+            if tok.type == "_NL"
+            else f"'{tok}'"
+        )
+        line, column = err.line, err.column
+        if tok.type == "$END" or line is None or line < 0:
+            lines = text.splitlines() or [""]
+            line, column = len(lines), len(lines[-1]) + 1
+        length = len(str(tok)) if tok.type not in ("$END", "_NL") else 1
+        hint = None
+        if tok.type == "NAME" and "SPACE" in expected:
+            if str(tok) == "network":
+                hint = "a space file names itself with `space NAME`; its candidates take that name"
+            else:
+                hint = did_you_mean(
+                    str(tok), STATEMENTS
+                ) or "each line starts with one of: " + ", ".join(STATEMENTS)
+        elif "TIMES" in expected and tok.type in ("LSQB", "INT", "CHOOSE"):
+            hint = "write 'x' before the block counts, e.g. `stages bottleneck x [3,4,6,3]`"
+        elif "EQUALS" in expected:
+            hint = "options are written key=value, e.g. g=choose(2,4)"
+        elif "CMP" in expected:
+            hint = "constraints read `require METRIC OP LIMIT`, e.g. `require flops <= 30G`"
+        return CsnError(msg, Span(line, column, length), hint=hint)
+    lines = text.splitlines() or [""]
+    return CsnError(
+        f"unexpected end of file; expected {_describe(err.expected)}",
+        Span(len(lines), len(lines[-1]) + 1),
+    )
+
+
+# -- tree helpers ----------------------------------------------------------------------------
+
+
+def _is_punct(node) -> bool:
+    return isinstance(node, lark.Token) and node.type in (
+        "LSQB",
+        "RSQB",
+        "COMMA",
+        "LPAR",
+        "RPAR",
+        "CHOOSE",
+    )
+
+
+def _first_choice(node):
+    if isinstance(node, lark.Tree):
+        if node.data == "choice":
+            return node
+        for child in node.children:
+            found = _first_choice(child)
+            if found is not None:
+                return found
+    return None
+
+
+def _start(node) -> int:
+    return node.start_pos if isinstance(node, lark.Token) else node.meta.start_pos
+
+
+def _end(node) -> int:
+    return node.end_pos if isinstance(node, lark.Token) else node.meta.end_pos
+
+
+def _span(node) -> Span:
+    if isinstance(node, lark.Token):
+        return Span.of(node)
+    return Span(node.meta.line, node.meta.column, max(1, node.meta.end_pos - node.meta.start_pos))
+
+
+def _known_family(word: str):
+    try:
+        return _family(lark.Token("NAME", word))
+    except CsnError:
+        return None  # unknown: left in, so that the spec front end reports it
+
+
+def normalise_reason(message: str) -> str:
+    """A skip reason with its numbers blanked, so that like reasons are counted together."""
+    return re.sub(r"\d+", "N", message)

@@ -1,0 +1,162 @@
+"""Trained objectives: a function of a candidate's canonical spec text that returns its metrics.
+
+`train_and_evaluate` is the real one: a short training run (`csnspec.train.run.train`) on
+DATA/train.csv and video top-1 on DATA/test.csv (`csnspec.train.eval_run.evaluate`), in the
+trial's own folder. A trial killed half-way continues from its checkpoint when run again.
+`standin` is a cheap deterministic stand-in for tests of the search machinery.
+
+An objective is any importable `module:function` taking (spec_text, trial_dir, **options) and
+returning a dict with `accuracy` (or a number, taken as the accuracy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from ..errors import CsnError
+
+DEFAULT = "csnspec.search.trained:train_and_evaluate"
+STANDIN = "csnspec.search.trained:standin"
+
+
+def resolve(path: str):
+    """The function named `module:function`."""
+    module, sep, name = path.partition(":")
+    if not sep:
+        raise CsnError(f"--objective-fn takes module:function, got '{path}'")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise CsnError(f"cannot load objective function '{path}': {err}") from None
+    if not callable(fn):
+        raise CsnError(f"'{path}' is not a function")
+    return fn
+
+
+def as_metrics(result) -> dict:
+    if isinstance(result, dict):
+        if "accuracy" not in result:
+            raise ValueError(f"the objective returned no 'accuracy': {sorted(result)}")
+        return result
+    return {"accuracy": float(result)}
+
+
+def splits(data) -> tuple[Path, Path]:
+    """DATA/train.csv and DATA/test.csv (what `csnspec data synth` writes)."""
+    data = Path(data)
+    train, test = data / "train.csv", data / "test.csv"
+    missing = [p.name for p in (train, test) if not p.is_file()]
+    if missing:
+        raise CsnError(
+            f"{data}: a trained search needs train.csv and test.csv there (missing {', '.join(missing)})",
+            hint="make a small dataset with `csnspec data synth DIR`",
+        )
+    return train, test
+
+
+def train_and_evaluate(
+    spec_text: str,
+    trial_dir,
+    *,
+    data: str,
+    steps: int = 20,
+    batch: int = 8,
+    lr: float = 0.05,
+    seed: int = 0,
+    workers: int = 0,
+    device: str = "auto",
+    backend: str = "torch",
+    clips: int = 2,
+) -> dict:
+    """Train a candidate for `steps` steps and return its video top-1 on the test split."""
+    from ..data.transforms import ClipOptions
+    from ..parse import parse
+    from ..train.eval_run import EvalConfig, evaluate
+    from ..train.run import TrainConfig, train
+
+    train_csv, test_csv = splits(data)
+    net = parse(spec_text)
+    _, frames, crop, width = net.input
+    if width != crop:
+        raise CsnError(
+            f"a trained search needs square clips, got input {'x'.join(map(str, net.input))}"
+        )
+    trial = Path(trial_dir)
+    run = trial / "run"
+    resume = (run / "config.json").is_file() and (run / "checkpoints").is_dir()
+    if run.exists() and not resume:
+        shutil.rmtree(run)  # a run killed before its first checkpoint: start it again
+    trial.mkdir(parents=True, exist_ok=True)
+    spec_path = trial / "spec.csn"
+    spec_path.write_text(spec_text, encoding="utf-8")
+    scale = crop + max(2, crop // 8)
+    started = time.perf_counter()
+    summary = train(
+        TrainConfig(
+            spec=str(spec_path),
+            data=str(train_csv),
+            out=str(run),
+            backend=backend,
+            seed=seed,
+            batch=batch,
+            steps=steps,
+            lr=lr,
+            frames=frames,
+            rate=1,
+            crop=crop,
+            scale_min=crop,
+            scale_max=scale,
+            workers=workers,
+            ckpt_every=max(1, steps // 2),
+            device=device,
+            progress=False,
+        ),
+        resume=resume,
+    )
+    train_seconds = time.perf_counter() - started
+    result = evaluate(
+        EvalConfig(
+            spec=str(spec_path),
+            weights=str(run / "model.safetensors"),
+            data=str(test_csv),
+            backend=backend,
+            opts=ClipOptions(
+                frames=frames,
+                rate=1,
+                crop=crop,
+                scale_min=crop,
+                scale_max=scale,
+                test_scale=crop,
+                clips=clips,
+                crops=1,
+            ),
+            workers=workers,
+            device=device,
+            progress=False,
+        )
+    )
+    return {
+        "accuracy": result["video_top1"],
+        "clip_top1": result["clip_top1"],
+        "train_loss": (summary or {}).get("final_loss"),
+        "train_seconds": round(train_seconds, 3),
+    }
+
+
+def standin(spec_text: str, trial_dir, *, seconds: float = 0.0, **_) -> dict:
+    """A deterministic stand-in: a pseudo-accuracy from the spec's hash, after `seconds` of sleep.
+
+    For tests of the search machinery (resume, Ray) where real training would be too slow.
+    """
+    time.sleep(seconds)
+    digest = hashlib.sha256(spec_text.encode("utf-8")).digest()
+    Path(trial_dir).mkdir(parents=True, exist_ok=True)
+    (Path(trial_dir) / "standin.json").write_text(
+        json.dumps({"ran": time.time()}), encoding="utf-8"
+    )
+    return {"accuracy": digest[0] / 255}

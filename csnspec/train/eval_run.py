@@ -1,0 +1,127 @@
+"""`csnspec eval`: compile the spec, load weights, score test views of every video."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.dataset import EvalViews, collate, open_index
+from ..data.loader import threaded_batches
+from ..data.transforms import ClipOptions
+from ..errors import CsnError
+from .evaluate import Scores, softmax
+from .run import check_clip, note_skipped
+
+
+@dataclass
+class EvalConfig:
+    spec: str
+    weights: str
+    data: str
+    backend: str = "torch"
+    root: str | None = None
+    classes: str | None = None  # classes.json; default: beside the weights, else the data's
+    opts: ClipOptions = field(default_factory=ClipOptions)
+    batch: int = 4  # videos per batch (each with opts.views views)
+    workers: int = 2
+    device: str = "auto"
+    progress: bool = True
+
+
+def find_classes(cfg: EvalConfig) -> list[str] | None:
+    path = Path(cfg.classes) if cfg.classes else Path(cfg.weights).parent / "classes.json"
+    if not path.is_file() and Path(cfg.weights).parent.name == "checkpoints":
+        path = Path(cfg.weights).parent.parent / "classes.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    if cfg.classes:
+        raise CsnError(f"{cfg.classes}: no such class list")
+    return None
+
+
+def load_weights(path) -> dict[str, np.ndarray]:
+    """Arrays of a safetensors file keyed by op names; a training checkpoint's `model.` prefix
+    is dropped, so both final weights and checkpoints load."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CsnError(f"{path}: no such weights file")
+    try:
+        with safe_open(str(path), "np") as f:
+            arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CsnError(f"{path}: not a readable safetensors file ({err})") from None
+    if any(k.startswith("model.") for k in arrays):
+        arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+    return arrays
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    from ..backends import render
+    from ..lowering import lower
+    from ..parse import load
+
+    net = load(cfg.spec)
+    check_clip(net, cfg.opts.frames, cfg.opts.crop, "eval", cfg.spec)
+    if cfg.opts.test_scale < cfg.opts.crop:
+        raise CsnError(f"--test-scale {cfg.opts.test_scale} is smaller than --crop {cfg.opts.crop}")
+    index = open_index(cfg.data, cfg.root, find_classes(cfg))
+    net = net.with_input(classes=len(index.classes))
+    weights = load_weights(cfg.weights)
+    seen = dict(index.skipped)
+    with tempfile.TemporaryDirectory(prefix="csnspec-eval-") as tmp:
+        path = Path(tmp) / f"model_{cfg.backend}.py"
+        low = lower(net)
+        path.write_text(render(low, cfg.backend), encoding="utf-8")
+        module = _import(path)
+        if cfg.backend == "torch":
+            from .torch_eval import predictor
+        else:
+            from .flax_eval import predictor
+        predict = predictor(module, low, len(index.classes), weights, cfg.device)
+        scores = Scores()
+        chunks = [
+            list(range(i, min(i + cfg.batch, len(index)))) for i in range(0, len(index), cfg.batch)
+        ]
+        bar = _bar(len(index), cfg.progress)
+        for batch in threaded_batches(
+            EvalViews(index, cfg.opts), chunks, cfg.workers, collate_fn=collate
+        ):
+            note_skipped(seen, batch.skipped)
+            if len(batch):
+                b, v = batch.x.shape[:2]
+                logits = predict(batch.x.reshape(b * v, *batch.x.shape[2:]))
+                scores.add(softmax(logits.astype(np.float64)).reshape(b, v, -1), batch.y)
+            bar.update(len(batch) + len(batch.skipped))
+        bar.close()
+    result = scores.result()
+    result.update(
+        backend=cfg.backend,
+        views=f"{cfg.opts.clips}x{cfg.opts.crops}",
+        classes=len(index.classes),
+        skipped=dict(sorted(seen.items())),
+    )
+    return result
+
+
+def _import(path: Path):
+    import importlib.util
+    import sys
+
+    name = f"csnspec_eval_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc="eval", unit="video", dynamic_ncols=True)

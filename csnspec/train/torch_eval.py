@@ -1,0 +1,57 @@
+"""Inference with a generated PyTorch model for `csnspec eval` and after training."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CsnError
+
+
+def load_into(model, weights: dict[str, np.ndarray]) -> None:
+    """Load op-name-keyed arrays into `model`; a clear error names what does not fit."""
+    import torch
+
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    extra = sorted(set(weights) - set(own))
+    wrong = sorted(k for k in set(own) & set(weights) if tuple(own[k].shape) != weights[k].shape)
+    if missing or extra or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+        if extra:
+            parts.append(f"unexpected {', '.join(extra[:5])}" + (" ..." if len(extra) > 5 else ""))
+        for k in wrong[:5]:
+            parts.append(f"{k}: {weights[k].shape} vs the spec's {tuple(own[k].shape)}")
+        raise CsnError("the weights do not fit the spec: " + "; ".join(parts))
+    model.load_state_dict(
+        {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
+    )
+
+
+def predictor(module, low, classes: int, weights, device: str = "auto", max_views: int = 64):
+    """A function (N, 3, T, H, W) float32 -> (N, classes) logits, model in eval mode.
+
+    `weights` may be a PyTorch state dict or Flax-named (converted through the spec's IR)."""
+    import torch
+
+    from ..weights.convert import detect, flax_to_torch
+
+    dev = torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+    model = module.build(num_classes=classes)
+    if weights is not None:
+        if detect(weights) == "flax":
+            weights = flax_to_torch(weights, low)
+        load_into(model, weights)
+    model.to(dev).eval()
+
+    @torch.no_grad()
+    def predict(x: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, len(x), max_views):
+            chunk = torch.from_numpy(x[i : i + max_views]).to(dev)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                out.append(model(chunk).float().cpu().numpy())
+        return np.concatenate(out)
+
+    return predict

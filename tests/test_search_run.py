@@ -1,0 +1,282 @@
+"""`csnspec search` end to end: analytic searches and their outputs, trained searches on
+synthetic videos (in-process and on a local Ray instance), and resuming after SIGKILL."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import csnspec
+from csnspec.cli import main
+from tests.conftest import ROOT
+
+SPACES = ROOT / "spaces"
+STANDIN = "csnspec.search.trained:standin"
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_analytic_pareto_search_writes_every_output(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [
+        "search",
+        str(SPACES / "bottleneck-x-16.space"),
+        "--out",
+        str(out),
+        "--objective",
+        "max:interactions,min:flops",
+        "--top",
+        "3",
+    ]
+    assert main(args) == 0
+    log = capsys.readouterr().out
+    assert log.splitlines()[0] == "space bottleneck-x-16: 2 choices, 20 combinations"
+    records = lines(out / "results.jsonl")
+    assert len(records) == 12 and len({r["key"] for r in records}) == 12
+    for r in records:
+        assert (
+            csnspec.stats(csnspec.parse(r["spec"])).total.interactions == r["cost"]["interactions"]
+        )
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert len(rows) == 12 and rows[0]["rank"] == "1"
+    pareto = list(csv.DictReader((out / "pareto.csv").read_text().splitlines()))
+    # bottleneck has the most interactions, bottleneck-DG g=32 the fewest FLOPs: both on the front
+    fams = {(p["family"], p["g"]) for p in pareto}
+    assert ("bottleneck", "") in fams and ("bottleneck-DG", "32") in fams
+    tops = sorted((out / "top").glob("*.csn"))
+    assert len(tops) == 3
+    for path in tops:
+        net = csnspec.load(path)
+        assert csnspec.format_spec(net) == path.read_text()  # canonical
+    assert (out / "plots" / "flops_vs_interactions.png").read_bytes()[:4] == b"\x89PNG"
+    # again without --resume: refused, nothing lost; with --resume: nothing re-run
+    assert main(args) == 2
+    assert "already holds the results of a search" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0
+    assert "0 trial(s) run now, 12 finished in all" in capsys.readouterr().out
+    assert len(lines(out / "results.jsonl")) == 12
+
+
+@pytest.mark.parametrize("strategy", ["random", "optuna"])
+def test_sampling_strategies(tmp_path, strategy, capsys):
+    out = tmp_path / strategy
+    args = [
+        "search",
+        str(SPACES / "per-stage.space"),
+        "--out",
+        str(out),
+        "--strategy",
+        strategy,
+        "--trials",
+        "40",
+        "--seed",
+        "3",
+        "--objective",
+        "max:interactions,min:params",
+        "--no-plots",
+    ]
+    assert main(args) == 0
+    records = lines(out / "results.jsonl")
+    assert len(records) == 40 and len({r["key"] for r in records}) == 40
+    assert all(r["cost"]["flops"] <= 20e9 for r in records)
+    # resuming with a larger budget adds trials and never repeats one
+    assert (
+        main(
+            args[:-7]
+            + [
+                "--trials",
+                "50",
+                "--seed",
+                "3",
+                "--objective",
+                "max:interactions,min:params",
+                "--no-plots",
+                "--resume",
+            ]
+        )
+        == 0
+    )
+    records = lines(out / "results.jsonl")
+    assert len(records) == 50 and len({r["key"] for r in records}) == 50
+
+
+def test_errors_come_before_anything_runs(tmp_path, capsys):
+    bad = tmp_path / "bad.space"
+    bad.write_text("space s\ninput 3x8x32x32\nclasses 2\nstages simple x [1]\nrequire flop < 1G\n")
+    assert main(["search", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:5:9: error: unknown quantity 'flop'" in err and "did you mean 'flops'?" in err
+    assert not (tmp_path / "o").exists()
+    assert (
+        main(
+            [
+                "search",
+                str(SPACES / "tiny-trained.space"),
+                "--out",
+                str(tmp_path / "o"),
+                "--objective",
+                "max:interaction",
+            ]
+        )
+        == 2
+    )
+    assert "did you mean 'interactions'?" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "search",
+                str(SPACES / "tiny-trained.space"),
+                "--out",
+                str(tmp_path / "o"),
+                "--objective",
+                "trained",
+            ]
+        )
+        == 2
+    )
+    assert "--objective trained needs --data DIR" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "search",
+                str(SPACES / "per-stage.space"),
+                "--out",
+                str(tmp_path / "o"),
+                "--max-exhaustive",
+                "1000",
+            ]
+        )
+        == 2
+    )
+    assert "--strategy random --trials N" in capsys.readouterr().err
+
+
+def test_killed_trained_search_resumes_without_rerunning(tmp_path):
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "csnspec.cli",
+        "search",
+        str(SPACES / "tiny-trained.space"),
+        "--out",
+        str(out),
+        "--objective",
+        "trained",
+        "--objective-fn",
+        STANDIN,
+        "--executor",
+        "local",
+        "--fn-option",
+        "seconds=0.3",
+        "--no-plots",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if results.exists() and len(results.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r["key"] for r in lines(results)}
+    assert 2 <= len(before) < 8, "the search finished before it could be killed"
+    subprocess.run(cmd + ["--resume"], check=True, capture_output=True)
+    after = lines(results)
+    assert len(after) == 8 and len({r["key"] for r in after}) == 8
+    started = [s["key"] for s in lines(out / "started.jsonl")]
+    for key in before:
+        assert started.count(key) == 1, "a finished trial ran again"
+    assert set(started) == {r["key"] for r in after}
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory):
+    from csnspec.data.synth import synthesize
+
+    path = tmp_path_factory.mktemp("synth")
+    synthesize(path, classes=3, videos=4, frames=12, size=40, seed=0)
+    return path
+
+
+def _trained_search(tmp_path, synth, executor: str, extra=()):
+    out = tmp_path / executor
+    args = [
+        "search",
+        str(SPACES / "tiny-trained.space"),
+        "--out",
+        str(out),
+        "--objective",
+        "trained",
+        "--data",
+        str(synth),
+        "--strategy",
+        "random",
+        "--trials",
+        "2",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--device",
+        "cpu",
+        "--executor",
+        executor,
+        *extra,
+    ]
+    assert main(args) == 0
+    records = lines(out / "results.jsonl")
+    assert len(records) == 2
+    for r in records:
+        assert r["status"] == "ok", r.get("error")
+        assert 0.0 <= r["metrics"]["accuracy"] <= 1.0
+        assert (out / "trials" / r["key"] / "run" / "model.safetensors").is_file()
+    plots = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert plots == [
+        "accuracy_vs_flops.png",
+        "accuracy_vs_interactions.png",
+        "flops_vs_interactions.png",
+    ]
+    return out
+
+
+def test_trained_search_on_synthetic_videos_in_process(tmp_path, synth):
+    pytest.importorskip("torch")
+    _trained_search(tmp_path, synth, "local")
+
+
+def test_trained_search_on_a_local_ray_instance(tmp_path, synth):
+    pytest.importorskip("torch")
+    pytest.importorskip(
+        "ray.tune", reason="Ray Tune is not installed (pip install 'csnspec[search]')"
+    )
+    _trained_search(tmp_path, synth, "ray", ["--ray-cpus", "2"])
+
+
+def test_store_ignores_a_record_torn_by_a_kill(tmp_path):
+    from csnspec.search.store import Store
+
+    with Store(tmp_path) as store:
+        store.append({"key": "a", "v": 1})
+    with open(tmp_path / "results.jsonl", "ab") as f:
+        f.write(b'{"key": "b", "v"')  # the write a SIGKILL interrupted
+    store = Store(tmp_path)
+    assert store.torn == 1 and "a" in store and "b" not in store
+    store.append({"key": "b", "v": 2})
+    store.append({"key": "a", "v": 3})  # finished keys are never written twice
+    store.close()
+    again = Store(tmp_path)
+    again.close()
+    assert again.records == {"a": {"key": "a", "v": 1}, "b": {"key": "b", "v": 2}}
+    assert again.torn == 1  # the torn line stays a line of its own, never glued to a record
