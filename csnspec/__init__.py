@@ -1,8 +1,8 @@
 """csnspec: a compiler for channel-separated video networks.
 
-    >>> import csnspec
-    >>> net = csnspec.load("specs/ipcsn152.csn")      # the spec IR
-    >>> csnspec.stats(net).total.flops                 # multiply-adds per clip
+>>> import csnspec
+>>> net = csnspec.load("specs/ipcsn152.csn")      # the spec IR
+>>> csnspec.stats(net).total.flops                 # multiply-adds per clip
 """
 
 from __future__ import annotations

@@ -100,7 +100,9 @@ class Report:
     @property
     def ops(self) -> tuple[Row, ...]:
         if self._ops is None:
-            self._ops = tuple(Row(op.name, op.kind, op.out_shape, op_cost(op)) for op in self._low.ops())
+            self._ops = tuple(
+                Row(op.name, op.kind, op.out_shape, op_cost(op)) for op in self._low.ops()
+            )
         return self._ops
 
     def rows(self, by: str) -> tuple[Row, ...]:
@@ -134,7 +136,9 @@ def analyse(low: LoweredNetwork) -> Report:
             cost = rows[-1].cost if b.repeats is not None and rows else _ops_cost(b.ops)
             rows.append(Row(b.name, b.family.value, b.out_shape, cost))
         blocks += rows
-        stages.append(Row(stage.name, stage.family.value, stage.out_shape, _sum(r.cost for r in rows)))
+        stages.append(
+            Row(stage.name, stage.family.value, stage.out_shape, _sum(r.cost for r in rows))
+        )
     head = Row("head", "head", low.head.out_shape, _ops_cost(low.head.ops))
     blocks.append(head)
     stages.append(head)

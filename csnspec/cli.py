@@ -15,7 +15,8 @@ EXIT_BAD_INPUT = 2
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="csnspec", description="Compile .csn specs of video networks: check, analyse, generate code."
+        prog="csnspec",
+        description="Compile .csn specs of video networks: check, analyse, generate code.",
     )
     p.add_argument("--version", action="version", version=f"csnspec {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -12,6 +12,7 @@ from math import gcd
 from .errors import CsnError
 from .ops import (
     Add,
+    AvgPool,
     BatchNorm,
     Block,
     BlockParams,
@@ -21,7 +22,6 @@ from .ops import (
     Linear,
     LoweredNetwork,
     MaxPool,
-    AvgPool,
     ReLU,
     Sequence,
     Stage,
@@ -84,18 +84,40 @@ class _Lowering:
         counts = {"conv": 0, "maxpool": 0}
         for i, layer in enumerate(net.stem):
             # a stem layer that shrinks a size below 1 is blamed on its padding, else its kernel
-            key = next((k for k in (f"stem.{i}.padding", f"stem.{i}.kernel") if k in self.spans), f"stem.{i}")
+            key = next(
+                (k for k in (f"stem.{i}.padding", f"stem.{i}.kernel") if k in self.spans),
+                f"stem.{i}",
+            )
             counts[layer.kind] += 1
             n = counts[layer.kind]
             if layer.kind == "conv":
-                out = self.shape_after(shape, layer.kernel, layer.stride, layer.padding, "the stem conv", key)
+                out = self.shape_after(
+                    shape, layer.kernel, layer.stride, layer.padding, "the stem conv", key
+                )
                 out = (layer.out,) + out[1:]
-                stem_ops.append(Conv3d(f"stem.conv{n}", shape, out, shape[0], layer.out, layer.kernel, layer.stride, layer.padding))
-                stem_ops.append(BatchNorm(f"stem.bn{n}", out, out, layer.out, self.eps, self.momentum))
+                stem_ops.append(
+                    Conv3d(
+                        f"stem.conv{n}",
+                        shape,
+                        out,
+                        shape[0],
+                        layer.out,
+                        layer.kernel,
+                        layer.stride,
+                        layer.padding,
+                    )
+                )
+                stem_ops.append(
+                    BatchNorm(f"stem.bn{n}", out, out, layer.out, self.eps, self.momentum)
+                )
                 stem_ops.append(ReLU(f"stem.relu{n}", out, out))
             else:
-                out = self.shape_after(shape, layer.kernel, layer.stride, layer.padding, "the stem maxpool", key)
-                stem_ops.append(MaxPool(f"stem.pool{n}", shape, out, layer.kernel, layer.stride, layer.padding))
+                out = self.shape_after(
+                    shape, layer.kernel, layer.stride, layer.padding, "the stem maxpool", key
+                )
+                stem_ops.append(
+                    MaxPool(f"stem.pool{n}", shape, out, layer.kernel, layer.stride, layer.padding)
+                )
             shape = out
         stem = Sequence("stem", tuple(stem_ops), tuple(net.input), shape)
 
@@ -148,37 +170,115 @@ class _BlockLowering:
         self.shape = shape
         self.stride = stride
         self.ops: list = []
-        fam = stage.family
         cin = shape[0]
         cout = stage.out_width
-        self.params = BlockParams(cin, stage.width, cout, stride, cin != cout or stride != (1, 1, 1))
+        self.params = BlockParams(
+            cin, stage.width, cout, stride, cin != cout or stride != (1, 1, 1)
+        )
 
     # -- op helpers -------------------------------------------------------------------------
 
-    def conv(self, slot, cin, cout, kernel, stride, groups, *, in_ref, out_ref, groups_ref=None, stride_ref=None, factorize=False):
+    def conv(
+        self,
+        slot,
+        cin,
+        cout,
+        kernel,
+        stride,
+        groups,
+        *,
+        in_ref,
+        out_ref,
+        groups_ref=None,
+        stride_ref=None,
+        factorize=False,
+    ):
         """Add conv `conv_<slot>` + BN (+ the (2+1)D split when asked); the caller adds the ReLU."""
         if factorize and kernel[0] > 1 and kernel[1:] != (1, 1):
             s_stride = (1, stride[1], stride[2])
             t_stride = (stride[0], 1, 1)
             s_ref = "stride_hw" if stride_ref else None
             t_ref = "stride_t" if stride_ref else None
-            self._conv1(f"{slot}_s", cin, cout, (1,) + kernel[1:], s_stride, groups, in_ref, out_ref, groups_ref, s_ref, bn=f"{slot}_s")
+            self._conv1(
+                f"{slot}_s",
+                cin,
+                cout,
+                (1,) + kernel[1:],
+                s_stride,
+                groups,
+                in_ref,
+                out_ref,
+                groups_ref,
+                s_ref,
+                bn=f"{slot}_s",
+            )
             self.relu(f"{slot}_s")
-            self._conv1(f"{slot}_t", cout, cout, (kernel[0], 1, 1), t_stride, groups, out_ref, out_ref, groups_ref, t_ref, bn=slot)
+            self._conv1(
+                f"{slot}_t",
+                cout,
+                cout,
+                (kernel[0], 1, 1),
+                t_stride,
+                groups,
+                out_ref,
+                out_ref,
+                groups_ref,
+                t_ref,
+                bn=slot,
+            )
         else:
-            self._conv1(slot, cin, cout, kernel, stride, groups, in_ref, out_ref, groups_ref, stride_ref, bn=slot)
+            self._conv1(
+                slot,
+                cin,
+                cout,
+                kernel,
+                stride,
+                groups,
+                in_ref,
+                out_ref,
+                groups_ref,
+                stride_ref,
+                bn=slot,
+            )
 
-    def _conv1(self, slot, cin, cout, kernel, stride, groups, in_ref, out_ref, groups_ref, stride_ref, bn):
+    def _conv1(
+        self, slot, cin, cout, kernel, stride, groups, in_ref, out_ref, groups_ref, stride_ref, bn
+    ):
         self.check_groups(slot, cin, cout, groups, groups_ref)
         pad = tuple(k // 2 for k in kernel)
         where = _Where("the stride {} of {}.conv_{}", "x".join(map(str, stride)), self.prefix, slot)
-        out = self.low.shape_after(self.shape, kernel, stride, pad, where, f"stages.{self.si}.stride")
+        out = self.low.shape_after(
+            self.shape, kernel, stride, pad, where, f"stages.{self.si}.stride"
+        )
         out = (cout,) + out[1:]
         self.ops.append(
-            Conv3d(f"{self.prefix}.conv_{slot}", self.shape, out, cin, cout, kernel, stride, pad, groups,
-                   in_ref=in_ref, out_ref=out_ref, groups_ref=groups_ref, stride_ref=stride_ref)
+            Conv3d(
+                f"{self.prefix}.conv_{slot}",
+                self.shape,
+                out,
+                cin,
+                cout,
+                kernel,
+                stride,
+                pad,
+                groups,
+                in_ref=in_ref,
+                out_ref=out_ref,
+                groups_ref=groups_ref,
+                stride_ref=stride_ref,
+            )
         )
-        self.ops.append(BatchNorm(f"{self.prefix}.bn_{bn}", out, out, cout, self.low.eps, self.low.momentum, channels_ref=out_ref))
+        self.ops.append(
+            BatchNorm(
+                f"{self.prefix}.bn_{bn}",
+                out,
+                out,
+                cout,
+                self.low.eps,
+                self.low.momentum,
+                channels_ref=out_ref,
+            )
+        )
         self.shape = out
 
     def relu(self, slot):
@@ -219,8 +319,19 @@ class _BlockLowering:
         shortcut: tuple = ()
         if p.shortcut:
             self.ops, self.shape = [], block_in
-            self._conv1("shortcut", p.in_channels, p.out_channels, (1, 1, 1), p.stride, 1,
-                        "in_channels", "out_channels", None, "stride", bn="shortcut")
+            self._conv1(
+                "shortcut",
+                p.in_channels,
+                p.out_channels,
+                (1, 1, 1),
+                p.stride,
+                1,
+                "in_channels",
+                "out_channels",
+                None,
+                "stride",
+                bn="shortcut",
+            )
             shortcut = tuple(self.ops)
             # names: conv_shortcut reads oddly; the projection is `shortcut_conv` / `shortcut_bn`
             shortcut = (
@@ -241,27 +352,68 @@ class _BlockLowering:
         first_ref = "stride" if st.stride_at == "first" else None
         middle_ref = "stride" if st.stride_at != "first" else None
         fact = st.factorize == "2+1d"
-        self.conv("a", p.in_channels, p.width, (1, 1, 1), first, g1, in_ref="in_channels", out_ref="width", stride_ref=first_ref)
+        self.conv(
+            "a",
+            p.in_channels,
+            p.width,
+            (1, 1, 1),
+            first,
+            g1,
+            in_ref="in_channels",
+            out_ref="width",
+            stride_ref=first_ref,
+        )
         self.relu("a")
         if fam is Family.BOTTLENECK_IP:
-            self.conv("ip", p.width, p.width, (1, 1, 1), (1, 1, 1), 1, in_ref="width", out_ref="width")
+            self.conv(
+                "ip", p.width, p.width, (1, 1, 1), (1, 1, 1), 1, in_ref="width", out_ref="width"
+            )
             if st.ip_relu:
                 self.relu("ip")
         if fam in _DEPTHWISE:
             groups, groups_ref = p.width, "width"
         else:
             groups, groups_ref = (st.groups if fam is Family.BOTTLENECK_G else 1), None
-        self.conv("b", p.width, p.width, (3, 3, 3), middle, groups, in_ref="width", out_ref="width",
-                  groups_ref=groups_ref, stride_ref=middle_ref, factorize=fact)
+        self.conv(
+            "b",
+            p.width,
+            p.width,
+            (3, 3, 3),
+            middle,
+            groups,
+            in_ref="width",
+            out_ref="width",
+            groups_ref=groups_ref,
+            stride_ref=middle_ref,
+            factorize=fact,
+        )
         self.relu("b")
-        self.conv("c", p.width, p.out_channels, (1, 1, 1), (1, 1, 1), g1, in_ref="width", out_ref="out_channels")
+        self.conv(
+            "c",
+            p.width,
+            p.out_channels,
+            (1, 1, 1),
+            (1, 1, 1),
+            g1,
+            in_ref="width",
+            out_ref="out_channels",
+        )
 
     def simple(self):
         st, p, fam = self.st, self.params, self.st.family
         fact = st.factorize == "2+1d"
         cin, in_ref = p.in_channels, "in_channels"
         if fam is Family.SIMPLE_D and st.project and p.in_channels != p.out_channels:
-            self.conv("p", p.in_channels, p.out_channels, (1, 1, 1), (1, 1, 1), 1, in_ref="in_channels", out_ref="out_channels")
+            self.conv(
+                "p",
+                p.in_channels,
+                p.out_channels,
+                (1, 1, 1),
+                (1, 1, 1),
+                1,
+                in_ref="in_channels",
+                out_ref="out_channels",
+            )
             self.relu("p")
             cin, in_ref = p.out_channels, "out_channels"
         if fam is Family.SIMPLE_D:
@@ -270,12 +422,33 @@ class _BlockLowering:
                 groups = cin  # reported as a depthwise width change by check_groups
         else:
             groups, groups_ref = (st.groups if fam is Family.SIMPLE_G else 1), None
-        self.conv("a", cin, p.out_channels, (3, 3, 3), p.stride, groups, in_ref=in_ref, out_ref="out_channels",
-                  groups_ref=groups_ref, stride_ref="stride", factorize=fact)
+        self.conv(
+            "a",
+            cin,
+            p.out_channels,
+            (3, 3, 3),
+            p.stride,
+            groups,
+            in_ref=in_ref,
+            out_ref="out_channels",
+            groups_ref=groups_ref,
+            stride_ref="stride",
+            factorize=fact,
+        )
         self.relu("a")
         groups_b = p.out_channels if fam is Family.SIMPLE_D else groups
-        self.conv("b", p.out_channels, p.out_channels, (3, 3, 3), (1, 1, 1), groups_b, in_ref="out_channels",
-                  out_ref="out_channels", groups_ref=groups_ref, factorize=fact)
+        self.conv(
+            "b",
+            p.out_channels,
+            p.out_channels,
+            (3, 3, 3),
+            (1, 1, 1),
+            groups_b,
+            in_ref="out_channels",
+            out_ref="out_channels",
+            groups_ref=groups_ref,
+            factorize=fact,
+        )
 
 
 def _last(bn: BatchNorm) -> BatchNorm:

@@ -138,14 +138,32 @@ class Block:
     so that counting a 152-layer network costs look-ups rather than ~700 new ops.
     """
 
-    __slots__ = ("name", "family", "params", "in_shape", "out_shape", "repeats", "_ops")
+    __slots__ = ("_ops", "family", "in_shape", "name", "out_shape", "params", "repeats")
 
-    def __init__(self, name, family, params, in_shape, out_shape, residual=(), shortcut=(), merge=(),
-                 repeats: Block | None = None):
-        for key, value in (("name", name), ("family", family), ("params", params), ("in_shape", in_shape),
-                           ("out_shape", out_shape), ("repeats", repeats)):
+    def __init__(
+        self,
+        name,
+        family,
+        params,
+        in_shape,
+        out_shape,
+        residual=(),
+        shortcut=(),
+        merge=(),
+        repeats: Block | None = None,
+    ):
+        for key, value in (
+            ("name", name),
+            ("family", family),
+            ("params", params),
+            ("in_shape", in_shape),
+            ("out_shape", out_shape),
+            ("repeats", repeats),
+        ):
             object.__setattr__(self, key, value)
-        object.__setattr__(self, "_ops", None if repeats is not None else (residual, shortcut, merge))
+        object.__setattr__(
+            self, "_ops", None if repeats is not None else (residual, shortcut, merge)
+        )
 
     def __setattr__(self, key, value):
         raise AttributeError("Block is immutable")

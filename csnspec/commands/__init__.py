@@ -4,4 +4,15 @@ Each module's top level imports nothing heavy (no torch, no jax): `csnspec stats
 Heavy imports go inside the function that runs the command.
 """
 
-COMMANDS = ("check", "stats", "fmt", "compile", "weights", "verify", "data", "train", "eval", "search")
+COMMANDS = (
+    "check",
+    "stats",
+    "fmt",
+    "compile",
+    "weights",
+    "verify",
+    "data",
+    "train",
+    "eval",
+    "search",
+)

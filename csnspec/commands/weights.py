@@ -10,10 +10,13 @@ from __future__ import annotations
 import sys
 
 from ..weights.layouts import SOURCES
+from .convert import register_convert
 
 
 def register(sub) -> None:
-    p = sub.add_parser("weights", help="import checkpoints of public CSN implementations")
+    p = sub.add_parser(
+        "weights", help="import public CSN checkpoints; convert PyTorch <-> Flax weights"
+    )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     for add in ACTIONS:
         add(actions)
@@ -40,7 +43,7 @@ def _register_import(actions) -> None:
     p.set_defaults(run=run_import)
 
 
-ACTIONS = [_register_import]
+ACTIONS = [_register_import, register_convert]
 
 
 def run_import(args) -> int:

@@ -354,7 +354,12 @@ def _stem(low: LoweredNetwork) -> dict:
     return {
         "doc": "The stem: " + ("".join(parts)[2:] if parts else "no layers") + ".",
         "init": [_op_stmt(op, n) for op, n in zip(ops, names)],
-        "forward": _returning(_lines(ops, names, "x", "x", 8, lambda op: shape_text(op.out_shape))),
+        # `stem none`: no Stem class at all (the network uses nn.Identity)
+        "forward": (
+            _returning(_lines(ops, names, "x", "x", 8, lambda op: shape_text(op.out_shape)))
+            if ops
+            else []
+        ),
     }
 
 
