@@ -10,7 +10,7 @@ CI run is reproducible; a failure prints the spec text to replay it with `csnspe
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, Phase, given, note, settings
 from strategies import networks
 
 pytest.importorskip("torch")
@@ -22,6 +22,9 @@ THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 @settings(
     max_examples=100 if THOROUGH else 8,
     derandomize=not THOROUGH,
+    # Shrinking recompiles JAX at every step (minutes); the failure message already carries
+    # the spec text to replay with `csnspec verify`, so the ci profile reports it unshrunk.
+    phases=list(Phase) if THOROUGH else [Phase.explicit, Phase.reuse, Phase.generate],
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
