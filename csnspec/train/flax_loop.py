@@ -12,7 +12,7 @@ from ..data.dataset import TrainClips
 from ..data.loader import BatchPlan, threaded_batches
 from ..errors import CsnError
 from . import checkpoint
-from .run import MetricsLog, Run, note_skipped, write_summary
+from .run import MetricsLog, Run, StepLog, note_skipped, write_summary
 from .schedule import lr_at, lr_fn
 
 KEY_SUFFIX = "#key"  # marks a PRNG key stored as its raw key data
@@ -130,7 +130,7 @@ def train(run: Run, resume: bool = False) -> dict:
     )
     n_dev = len(devices)
     loss_value, clips, t0 = float("nan"), 0, time.perf_counter()
-    window_clips, window_t = 0, t0
+    log = StepLog(metrics, bar, t0)
     for step, batch in enumerate(threaded_batches(data, plan, max(1, cfg.workers)), start):
         note_skipped(seen, batch.skipped)
         usable = len(batch) - len(batch) % n_dev  # shards must be equal; drop the remainder
@@ -140,25 +140,12 @@ def train(run: Run, resume: bool = False) -> dict:
             y = jax.device_put(batch.y[:usable].astype(np.int32), batch_sharding)
             loss = step_fn(model, optimizer, x, y)
         clips += usable
-        window_clips += usable
+        log.count(usable)
         done = step + 1
         lr = lr_at(step, cfg.lr, run.total_steps, run.warmup)
         if done % cfg.log_every == 0 or done == run.total_steps:
             loss_value = float(loss) if loss is not None else float("nan")
-            now = time.perf_counter()
-            rate = window_clips / max(now - window_t, 1e-9)
-            window_clips, window_t = 0, now
-            metrics.write(
-                {
-                    "step": done,
-                    "epoch": step // plan.steps_per_epoch,
-                    "loss": loss_value,
-                    "lr": lr,
-                    "clips_per_s": round(rate, 2),
-                    "time": round(now - t0, 3),
-                }
-            )
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.4g}", clips_s=f"{rate:.1f}")
+            log.write(done, step // plan.steps_per_epoch, loss_value, lr)
         bar.update(1)
         if done % cfg.ckpt_every == 0 or done == run.total_steps:
             save_checkpoint(run, model, optimizer, done, seen)

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +181,35 @@ class MetricsLog:
 
     def close(self) -> None:
         self.file.close()
+
+
+class StepLog:
+    """The line both training loops log every few steps: a metrics.jsonl row and the progress
+    bar's text, with clips/s over the steps since the previous line."""
+
+    def __init__(self, metrics: MetricsLog | None, bar, t0: float):
+        self.metrics, self.bar, self.t0 = metrics, bar, t0
+        self.window_clips, self.window_t = 0, t0
+
+    def count(self, clips: int) -> None:
+        self.window_clips += clips
+
+    def write(self, step: int, epoch: int, loss: float, lr: float) -> None:
+        now = time.perf_counter()
+        rate = self.window_clips / max(now - self.window_t, 1e-9)
+        self.window_clips, self.window_t = 0, now
+        if self.metrics is not None:
+            self.metrics.write(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": loss,
+                    "lr": lr,
+                    "clips_per_s": round(rate, 2),
+                    "time": round(now - self.t0, 3),
+                }
+            )
+        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.4g}", clips_s=f"{rate:.1f}")
 
 
 def note_skipped(seen: dict, skipped) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 from ..data.dataset import TrainClips, collate
 from ..data.loader import BatchPlan
 from . import checkpoint
-from .run import MetricsLog, Run, note_skipped, write_summary
+from .run import MetricsLog, Run, StepLog, note_skipped, write_summary
 from .schedule import lr_at
 
 
@@ -145,7 +145,7 @@ def train(run: Run, resume: bool = False) -> dict:
     )
     net.train()
     loss_value, clips, t0 = float("nan"), 0, time.perf_counter()
-    window_clips, window_t = 0, t0
+    log = StepLog(metrics, bar, t0)
     step = start
     for step, (x, y, skipped) in enumerate(loader, start):
         note_skipped(seen, skipped)
@@ -162,24 +162,11 @@ def train(run: Run, resume: bool = False) -> dict:
             loss.backward()
             opt.step()
         clips += len(y) * world
-        window_clips += len(y) * world
+        log.count(len(y) * world)
         done = step + 1
         if main and (done % cfg.log_every == 0 or done == run.total_steps):
             loss_value = float(loss.detach()) if len(y) else float("nan")
-            now = time.perf_counter()
-            rate = window_clips / max(now - window_t, 1e-9)
-            window_clips, window_t = 0, now
-            metrics.write(
-                {
-                    "step": done,
-                    "epoch": step // plan.steps_per_epoch,
-                    "loss": loss_value,
-                    "lr": lr,
-                    "clips_per_s": round(rate, 2),
-                    "time": round(now - t0, 3),
-                }
-            )
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.4g}", clips_s=f"{rate:.1f}")
+            log.write(done, step // plan.steps_per_epoch, loss_value, lr)
         bar.update(1)
         if main and (done % cfg.ckpt_every == 0 or done == run.total_steps):
             save_checkpoint(run, model, opt, done, seen)
