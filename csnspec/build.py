@@ -3,13 +3,22 @@ and checks option meanings, pointing every error at the token that caused it."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import lark
 from pydantic import ValidationError
 
 from .errors import CsnError, Span, did_you_mean
-from .spec import FAMILY_ALIASES, FAMILY_NAMES, MAX_BLOCKS, Family, Network
+from .spec import (
+    BLOCK_OPTION,
+    BLOCK_OPTIONS,
+    FAMILY_NAMES,
+    MAX_BLOCKS,
+    Family,
+    Network,
+    family_named,
+)
 
 # Table 1's ResNet3D template: what a `stages` line and a missing stem or head mean.
 DEFAULT_STEM = (
@@ -17,39 +26,19 @@ DEFAULT_STEM = (
     {"kind": "maxpool", "kernel": (1, 3, 3), "stride": (1, 2, 2)},
 )
 DEFAULT_WIDTH = 64
-DEFAULT_EXPANSION = 4
 DEFAULT_STAGE_STRIDE = (2, 2, 2)  # first block of stages 2..n
 BOOLEANS = {"on": True, "off": False, "true": True, "false": False}
 
 # Options of each statement: name -> kind of value.
-BLOCK_OPTIONS = {
-    "g": "int",
-    "expansion": "int",
-    "stride-at": ("middle", "first"),
-    "factorize": ("3d", "2+1d"),
-    "ip-relu": "bool",
-    "project": "bool",
-}
-STAGES_OPTIONS = {**BLOCK_OPTIONS, "widths": "int-list", "strides": "dims-list"}
-STAGE_OPTIONS = {**BLOCK_OPTIONS, "width": "int", "stride": "dims"}
+BLOCK_OPTION_KINDS = {opt.key: opt.kind for opt in BLOCK_OPTIONS}
+STAGES_OPTIONS = {**BLOCK_OPTION_KINDS, "widths": "int-list", "strides": "dims-list"}
+STAGE_OPTIONS = {**BLOCK_OPTION_KINDS, "width": "int", "stride": "dims"}
 NORM_OPTIONS = {"eps": "number", "momentum": "number"}
 STEM_OPTIONS = {
     "conv": {"out": "int", "stride": "dims", "padding": "dims"},
     "maxpool": {"stride": "dims", "padding": "dims"},
 }
 HEAD_LAYERS = ("avgpool", "dropout", "fc")
-
-# Options that only some families understand, and what to say to the others.
-FAMILY_ONLY = {
-    "g": (
-        lambda f: f.uses_groups,
-        "use a -G family to group the 3x3x3 convs, or bottleneck-DG to group the 1x1x1 convs",
-    ),
-    "expansion": (lambda f: f.is_bottleneck, "simple blocks have no expansion"),
-    "stride-at": (lambda f: f.is_bottleneck, "simple blocks stride their first 3x3x3 conv"),
-    "ip-relu": (lambda f: f is Family.BOTTLENECK_IP, "only bottleneck-IP has the extra 1x1x1 conv"),
-    "project": (lambda f: f is Family.SIMPLE_D, "only simple-D has the optional 1x1x1 conv"),
-}
 
 
 @dataclass
@@ -87,7 +76,7 @@ def build(tree: lark.Tree) -> Network:
             )
             spans["input"] = Span.of(st.children[1])
         elif st.data == "classes":
-            data["classes"] = int(st.children[1])
+            data["classes"] = whole_number(st.children[1])
             spans["classes"] = Span.of(st.children[1])
         elif st.data == "norm":
             data["norm"] = _norm(st, spans)
@@ -98,7 +87,7 @@ def build(tree: lark.Tree) -> Network:
         elif st.data in ("stages", "stage"):
             stage_trees.append(st)
 
-    anchor = Span.of(next(iter(seen.values()))) if seen else None  # None: an empty file
+    anchor = Span(1, 1)  # a missing statement is reported at the start of the file
     for required, key, example in (
         ("network", "name", "network my-net"),
         ("input", "input", "input 3x8x224x224"),
@@ -176,13 +165,42 @@ def _field_words(loc: list[str]) -> str:
 
 # -- values -------------------------------------------------------------------------------
 
+# Every size and count is far below this many digits (the largest limit, MAX_CLASSES, has 7);
+# longer numbers are refused at their token before Python's int() (which stops at 4,300
+# digits with a ValueError) is asked to read them.
+MAX_DIGITS = 30
+
+
+def whole_number(tok: lark.Token, text: str | None = None) -> int:
+    """The integer a token (or one part of it, `text`) writes, refused when absurdly long."""
+    text = str(tok) if text is None else text
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise CsnError(
+            f"a number of {len(text.lstrip('-'))} digits is too large here",
+            Span.of(tok),
+            hint="sizes and counts are at most a few million",
+        )
+    return int(text)
+
+
+def finite_number(tok: lark.Token, what: str) -> float:
+    """The float a number token writes, refused when it overflows to infinity (`1e400`)."""
+    value = float(str(tok)) if tok.type == "FLOAT" else float(whole_number(tok))
+    if not math.isfinite(value):
+        raise CsnError(
+            f"{what} must be a finite number, got '{tok}'",
+            Span.of(tok),
+            hint="numbers beyond about 1.8e308 do not exist as floats",
+        )
+    return value
+
 
 def _dims(tok: lark.Token, n: int, what: str) -> tuple[int, ...]:
     if tok.type != "DIMS":
         raise CsnError(
             f"expected {what}, got '{tok}'", Span.of(tok), hint=f"write {n} sizes joined by 'x'"
         )
-    parts = tuple(int(p) for p in str(tok).split("x"))
+    parts = tuple(whole_number(tok, p) for p in str(tok).split("x"))
     if len(parts) != n:
         example = "3x8x224x224" if n == 4 else "1x2x2"
         raise CsnError(
@@ -212,11 +230,11 @@ def _value(node, kind, key: lark.Token) -> Opt:
     if kind == "int":
         if tok.type != "INT":
             raise CsnError(f"`{name}` takes a whole number, got '{tok}'", span)
-        return Opt(key, int(tok), [tok])
+        return Opt(key, whole_number(tok), [tok])
     if kind == "number":
         if tok.type not in ("INT", "FLOAT"):
             raise CsnError(f"`{name}` takes a number, got '{tok}'", span)
-        return Opt(key, float(tok), [tok])
+        return Opt(key, finite_number(tok, f"`{name}`"), [tok])
     if kind == "dims":
         return Opt(key, _dims(tok, 3, f"`{name}` (time x height x width)"), [tok])
     if kind == "bool":
@@ -349,7 +367,7 @@ def _head(st: lark.Tree, spans: dict) -> dict:
         elif name == "dropout":
             if arg is None or arg.type not in ("INT", "FLOAT"):
                 raise CsnError("dropout needs its rate, e.g. `dropout 0.5`", Span.of(kind))
-            head["dropout"] = float(arg)
+            head["dropout"] = finite_number(arg, "the dropout rate")
             spans["head.dropout"] = Span.of(arg)
         elif arg is not None:
             raise CsnError(f"head {kind} takes no value", Span.of(arg))
@@ -366,19 +384,17 @@ def _head(st: lark.Tree, spans: dict) -> dict:
 
 
 def _family(tok: lark.Token) -> Family:
-    word = str(tok)
-    lowered = {n.lower(): n for n in FAMILY_NAMES}
-    if word.lower() not in lowered:
+    family = family_named(str(tok))
+    if family is None:
         raise CsnError(
-            f"unknown block family '{word}'",
+            f"unknown block family '{tok}'",
             Span.of(tok),
-            hint=did_you_mean(word, FAMILY_NAMES) or "families: " + ", ".join(FAMILY_NAMES),
+            hint=did_you_mean(str(tok), FAMILY_NAMES) or "families: " + ", ".join(FAMILY_NAMES),
         )
-    canonical = lowered[word.lower()]
-    return FAMILY_ALIASES.get(canonical) or Family(canonical)
+    return family
 
 
-def _stages(trees: list, spans: dict, anchor: Span | None) -> list:
+def _stages(trees: list, spans: dict, anchor: Span) -> list:
     if not trees:
         raise CsnError(
             "the spec has no stages", anchor, hint="add e.g. `stages bottleneck-D x [3,4,6,3]`"
@@ -411,41 +427,30 @@ def _split_stage_line(st: lark.Tree):
     return fam_tok, counts, _options_of(st)
 
 
-def _block_options(fam: Family, fam_tok, opts: dict[str, Opt], where: str) -> dict:
+def _block_options(family: Family, family_token, opts: dict[str, Opt]) -> dict:
+    """The Stage fields a line's block options set (defaults filled in)."""
     out = {}
-    for key, (applies, hint) in FAMILY_ONLY.items():
-        if key in opts and not applies(fam):
+    for option in BLOCK_OPTIONS:
+        if option.key in opts and not option.applies(family):
             raise CsnError(
-                f"`{key}=` means nothing for {fam.value} blocks", Span.of(opts[key].key), hint=hint
+                f"`{option.key}=` means nothing for {family.value} blocks",
+                Span.of(opts[option.key].key),
+                hint=option.hint,
             )
-    if fam.uses_groups:
-        if "g" not in opts:
+    for option in BLOCK_OPTIONS:
+        if not option.applies(family):
+            continue
+        if option.key in opts:
+            out[option.field] = opts[option.key].value
+        elif option.default is None:
             raise CsnError(
-                f"{fam.value} needs the number of groups",
-                Span.of(fam_tok),
-                hint=f"write e.g. `{fam.value} g=4`",
+                f"{family.value} needs {option.needs}",
+                Span.of(family_token),
+                hint=f"write e.g. `{family.value} {option.key}=4`",
             )
-        out["groups"] = opts["g"].value
-    if fam.is_bottleneck:
-        out["expansion"] = opts["expansion"].value if "expansion" in opts else DEFAULT_EXPANSION
-        out["stride_at"] = opts["stride-at"].value if "stride-at" in opts else "middle"
-    if "factorize" in opts:
-        out["factorize"] = opts["factorize"].value
-    if fam is Family.BOTTLENECK_IP:
-        out["ip_relu"] = opts["ip-relu"].value if "ip-relu" in opts else False
-    if fam is Family.SIMPLE_D:
-        out["project"] = opts["project"].value if "project" in opts else True
+        else:
+            out[option.field] = option.default
     return out
-
-
-_SPAN_KEYS = {
-    "g": "groups",
-    "expansion": "expansion",
-    "stride-at": "stride_at",
-    "factorize": "factorize",
-    "ip-relu": "ip_relu",
-    "project": "project",
-}
 
 
 def _compact_stages(st: lark.Tree, spans: dict) -> list:
@@ -454,7 +459,7 @@ def _compact_stages(st: lark.Tree, spans: dict) -> list:
     opts = _options(opt_nodes, STAGES_OPTIONS, "a `stages` line")
     count_toks = [c for c in counts.children if c.type == "INT"]
     n = len(count_toks)
-    block = _block_options(fam, fam_tok, opts, "stages")
+    block = _block_options(fam, fam_tok, opts)
     widths = opts["widths"].value if "widths" in opts else [DEFAULT_WIDTH * 2**i for i in range(n)]
     strides = (
         opts["strides"].value
@@ -473,7 +478,7 @@ def _compact_stages(st: lark.Tree, spans: dict) -> list:
         stages.append(
             {
                 "family": fam,
-                "blocks": int(count_toks[i]),
+                "blocks": whole_number(count_toks[i]),
                 "width": widths[i],
                 "stride": tuple(strides[i]),
                 **block,
@@ -485,7 +490,7 @@ def _compact_stages(st: lark.Tree, spans: dict) -> list:
             if key in ("widths", "strides"):
                 spans[f"stages.{i}.{key[:-1]}"] = Span.of(opt.tokens[i])
             else:
-                spans[f"stages.{i}.{_SPAN_KEYS[key]}"] = Span.of(opt.tokens[0])
+                spans[f"stages.{i}.{BLOCK_OPTION[key].field}"] = Span.of(opt.tokens[0])
         spans.setdefault(f"stages.{i}.width", Span.of(fam_tok))
         spans.setdefault(f"stages.{i}.stride", Span.of(fam_tok))
     return stages
@@ -501,14 +506,15 @@ def _explicit_stage(st: lark.Tree, i: int, spans: dict) -> dict:
         )
     stage = {
         "family": fam,
-        "blocks": int(count),
+        "blocks": whole_number(count),
         "width": opts["width"].value,
         "stride": opts["stride"].value if "stride" in opts else (1, 1, 1),
-        **_block_options(fam, fam_tok, opts, "stage"),
+        **_block_options(fam, fam_tok, opts),
     }
     spans[f"stages.{i}"] = spans[f"stages.{i}.family"] = Span.of(fam_tok)
     spans[f"stages.{i}.blocks"] = Span.of(count)
     for key, opt in opts.items():
-        spans[f"stages.{i}.{_SPAN_KEYS.get(key, key)}"] = Span.of(opt.tokens[0])
+        field = BLOCK_OPTION[key].field if key in BLOCK_OPTION else key
+        spans[f"stages.{i}.{field}"] = Span.of(opt.tokens[0])
     spans.setdefault(f"stages.{i}.stride", Span.of(fam_tok))
     return stage

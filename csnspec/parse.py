@@ -2,136 +2,25 @@
 
 from __future__ import annotations
 
-import sys
 from functools import cache
 from pathlib import Path
 
+import lark
 
-def _import_lark():
-    # lark imports the third-party `regex` module when it is installed (tens of ms at start-up)
-    # though it only needs it for Unicode categories, which the .csn grammar does not use; a
-    # None entry in sys.modules makes that import fail, and is removed again at once.
-    hide = "regex" not in sys.modules and "lark" not in sys.modules
-    if hide:
-        sys.modules["regex"] = None
-    try:
-        import lark
-    finally:
-        if hide:
-            del sys.modules["regex"]
-    return lark
-
-
-lark = _import_lark()
-
-from .errors import CsnError, Span, did_you_mean
+from .errors import CsnError, did_you_mean, normalize_newlines
+from .syntax import Language, parse_with
 
 GRAMMAR = Path(__file__).parent / "grammar" / "csn.lark"
 
+# Specs are refused past this size before parsing (docs/language.md, "Files"): the largest
+# real network (ResNet-1001) is a few hundred bytes, and a runaway file must not cost
+# seconds and gigabytes to refuse.
+MAX_SPEC_BYTES = 1_000_000
+
 STATEMENTS = ("network", "input", "classes", "norm", "stem", "stages", "stage", "head")
 
-# What each terminal is, in the words of the language reference (docs/language.md).
-TERMINAL_WORDS = {
-    **{kw.upper(): f"'{kw}'" for kw in STATEMENTS},
-    "TIMES": "'x' and the block count",
-    "EQUALS": "'='",
-    "COMMA": "','",
-    "LSQB": "'['",
-    "RSQB": "']'",
-    "DIMS": "sizes like 3x7x7",
-    "FACTORIZATION": "a factorization ('3d' or '2+1d')",
-    "FLOAT": "a number",
-    "INT": "a whole number",
-    "NAME": "a name",
-    "_NL": "the end of the line",
-    "$END": "the end of the file",
-}
 
-
-@cache
-def _parser(lexer: str) -> lark.Lark:
-    # cache=True keeps the LALR tables in a temp file: a cold process then starts faster.
-    return lark.Lark(
-        GRAMMAR.read_text(),
-        parser="lalr",
-        lexer=lexer,
-        propagate_positions=False,  # errors point at tokens, which carry their own positions
-        maybe_placeholders=False,
-        cache=True,
-    )
-
-
-def parse_tree(text: str, filename: str | None = None) -> lark.Tree:
-    """Parse text into a lark tree, raising CsnError for syntax errors."""
-    # The basic lexer is about twice as fast as the contextual one. Where it succeeds, both give
-    # the same tree (its token at each point was one the parser accepted, hence also the
-    # contextual lexer's choice); where it fails, the contextual parser decides: it accepts
-    # words that are keywords elsewhere (`network stage`) and knows what each state expects,
-    # which makes better error messages.
-    try:
-        return _parser("basic").parse(text)
-    except lark.exceptions.LarkError:
-        pass
-    try:
-        return _parser("contextual").parse(text)
-    except lark.exceptions.UnexpectedInput as err:
-        raise _syntax_error(err, text).located(text, filename) from None
-    except lark.exceptions.LarkError as err:  # none known; never let lark's own type escape
-        raise CsnError(f"cannot parse the spec: {err}", filename=filename) from None
-
-
-def _describe(expected) -> str:
-    names = set(expected)
-    if names >= {kw.upper() for kw in ("network", "input", "stages")}:
-        return "a statement (" + ", ".join(STATEMENTS) + ")"
-    if "_NL" in names:
-        names.discard("$END")  # "the end of the line" says it; the file may end there too
-    words = {TERMINAL_WORDS.get(n, n.lower()) for n in names}
-    if "EQUALS" not in names and "NAME" in names and names & {"TIMES", "_NL", "$END", "COMMA"}:
-        words.discard(TERMINAL_WORDS["NAME"])  # here a name can only start an option
-        words.add("an option like g=4")
-    words = sorted(words)
-    if len(words) == 1:
-        return words[0]
-    return ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def _got(token) -> str:
-    if token.type == "$END":
-        return "the end of the file"
-    if token.type == "_NL":
-        return "the end of the line"
-    return f"'{token}'"
-
-
-def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str) -> CsnError:
-    if isinstance(err, lark.exceptions.UnexpectedCharacters):
-        char = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
-        msg = f"unexpected character '{char}'"
-        if err.allowed:
-            msg += f"; expected {_describe(err.allowed)}"
-        return CsnError(msg, Span(err.line, err.column), hint=_char_hint(char))
-    if isinstance(err, lark.exceptions.UnexpectedToken):
-        tok = err.token
-        expected = set(err.expected) | set(getattr(err, "accepts", None) or ())
-        msg = f"expected {_describe(expected)}, got {_got(tok)}"
-        line, column = err.line, err.column
-        if tok.type == "$END" or line is None or line < 0:
-            lines = text.splitlines() or [""]
-            line, column = len(lines), len(lines[-1]) + 1
-        length = len(str(tok)) if tok.type not in ("$END", "_NL") else 1
-        return CsnError(msg, Span(line, column, length), hint=_token_hint(tok, expected))
-    # UnexpectedEOF
-    lines = text.splitlines() or [""]
-    return CsnError(
-        f"unexpected end of file; expected {_describe(err.expected)}",
-        Span(len(lines), len(lines[-1]) + 1),
-    )
-
-
-def _char_hint(char: str) -> str | None:
-    if not char:
-        return None
+def _char_hint(char: str, expected) -> str | None:
     if not char.isascii():
         import unicodedata
 
@@ -150,7 +39,7 @@ def _char_hint(char: str) -> str | None:
     return None
 
 
-def _token_hint(tok, expected: set) -> str | None:
+def _token_hint(tok, expected) -> str | None:
     if "_NL" in expected and str(tok) in STATEMENTS:
         return "each statement goes on its own line"
     if tok.type == "NAME" and "NETWORK" in expected:
@@ -173,11 +62,51 @@ def _token_hint(tok, expected: set) -> str | None:
     return None
 
 
+SPEC_LANGUAGE = Language.of(
+    STATEMENTS,
+    statement_start=frozenset({"NETWORK", "INPUT", "STAGES"}),
+    char_hints=(_char_hint,),
+    token_hints=(_token_hint,),
+)
+
+
+@cache
+def _parser() -> lark.Lark:
+    # The contextual lexer (lark's default for LALR) knows what each parser state expects: it
+    # accepts words that are keywords elsewhere (`network stage`) and makes better errors.
+    # cache=True keeps the LALR tables in a temp file: a cold process then starts faster.
+    return lark.Lark(
+        GRAMMAR.read_text(),
+        parser="lalr",
+        propagate_positions=False,  # errors point at tokens, which carry their own positions
+        maybe_placeholders=False,
+        cache=True,
+    )
+
+
+def check_size(text: str, filename: str | None, what: str = "spec") -> None:
+    """Refuse a text past MAX_SPEC_BYTES before any parsing."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise CsnError(
+            f"the {what} is {len(text):,} characters long; csnspec reads {what}s of at most "
+            f"{MAX_SPEC_BYTES:,}",
+            filename=filename,
+            hint="a whole network takes a few lines; is this the right file?",
+        )
+
+
+def parse_tree(text: str, filename: str | None = None) -> lark.Tree:
+    """Parse text (newlines normalised) into a lark tree, raising CsnError for syntax errors."""
+    return parse_with(_parser(), text, filename, SPEC_LANGUAGE)
+
+
 def parse(text: str, filename: str | None = None):
     """Parse and validate a spec text into a `Network` (the spec IR)."""
     from .build import build
     from .lowering import lower
 
+    check_size(text, filename)
+    text = normalize_newlines(text)
     tree = parse_tree(text, filename)
     try:
         net = build(tree)
@@ -191,13 +120,21 @@ def read_spec(path) -> str:
     """The text of a spec file, or a CsnError that says why it cannot be read."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_SPEC_BYTES + 1)
     except OSError as err:
         raise CsnError(f"cannot read spec: {err.strerror or err}", filename=str(path)) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise CsnError(
+            f"the spec is larger than {MAX_SPEC_BYTES:,} bytes; csnspec reads no larger specs",
+            filename=str(path),
+            hint="a whole network takes a few lines; is this the right file?",
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
+        before = normalize_newlines(data[: err.start].decode("utf-8", "replace"))
+        line = before.count("\n") + 1
         raise CsnError(
             f"cannot read spec: not UTF-8 text (byte 0x{data[err.start]:02x} on line {line})",
             filename=str(path),

@@ -6,8 +6,8 @@ family and block options, and `stage` lines otherwise.
 
 from __future__ import annotations
 
-from .build import DEFAULT_EXPANSION, DEFAULT_STAGE_STRIDE, DEFAULT_STEM, DEFAULT_WIDTH
-from .spec import Network, Norm, Stage
+from .build import DEFAULT_STAGE_STRIDE, DEFAULT_STEM, DEFAULT_WIDTH
+from .spec import BLOCK_OPTIONS, Network, Norm, Stage
 
 
 def _dims(d) -> str:
@@ -20,25 +20,17 @@ def _num(x: float) -> str:
     return text[:-2] if text.endswith(".0") and "e" not in text else text
 
 
-def _block_options(st: Stage) -> list[str]:
+def _block_options(stage: Stage, after_counts: bool = False) -> list[str]:
+    """The block options that differ from their defaults, as written in a spec."""
     out = []
-    if st.groups is not None:
-        out.append(f"g={st.groups}")
-    if st.stride_at not in (None, "middle"):
-        out.append(f"stride-at={st.stride_at}")
-    if st.factorize != "3d":
-        out.append(f"factorize={st.factorize}")
-    if st.ip_relu:
-        out.append("ip-relu=on")
-    if st.project is False:
-        out.append("project=off")
+    for option in BLOCK_OPTIONS:
+        value = getattr(stage, option.field)
+        if option.after_counts != after_counts or value is None or value == option.default:
+            continue
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        out.append(f"{option.key}={value}")
     return out
-
-
-def _expansion(st: Stage) -> list[str]:
-    if st.expansion is not None and st.expansion != DEFAULT_EXPANSION:
-        return [f"expansion={st.expansion}"]
-    return []
 
 
 def _stem(net: Network) -> str | None:
@@ -79,7 +71,7 @@ def _stages(net: Network) -> list[str]:
             words.append("widths=[" + ",".join(map(str, widths)) + "]")
         if strides != [(1, 1, 1)] + [DEFAULT_STAGE_STRIDE] * (n - 1):
             words.append("strides=[" + ",".join(_dims(s) for s in strides) + "]")
-        words += _expansion(first)
+        words += _block_options(first, after_counts=True)
         return [" ".join(words)]
     lines = []
     for st in stages:
@@ -91,7 +83,7 @@ def _stages(net: Network) -> list[str]:
             str(st.blocks),
             f"width={st.width}",
         ]
-        words += _expansion(st)
+        words += _block_options(st, after_counts=True)
         if st.stride != (1, 1, 1):
             words.append(f"stride={_dims(st.stride)}")
         lines.append(" ".join(words))

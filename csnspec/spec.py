@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Literal
 
@@ -55,8 +57,92 @@ FAMILY_ALIASES = {"ir-csn": Family.BOTTLENECK_D, "ip-csn": Family.BOTTLENECK_IP}
 FAMILY_NAMES = [f.value for f in Family] + list(FAMILY_ALIASES)
 
 
+def family_named(word: str) -> Family | None:
+    """The family a word names (case-insensitive, aliases included), or None."""
+    for name in FAMILY_NAMES:
+        if name.lower() == word.lower():
+            return FAMILY_ALIASES.get(name) or Family(name)
+    return None
+
+
+@dataclass(frozen=True)
+class BlockOption:
+    """One block option of a `stages`/`stage` line and the families that take it."""
+
+    key: str  # as written in a spec: `stride-at=first`
+    field: str  # the Stage field it sets
+    kind: object  # "int", "bool", or the tuple of words it takes
+    applies: Callable[[Family], bool]  # whether a family has it
+    default: object  # its value when not written; None: the family must give it
+    neutral: object  # a value that means "not there" (accepted, then dropped, elsewhere)
+    hint: str  # what to tell a family that does not take it
+    after_counts: bool = False  # the printer writes it after the block counts
+    needs: str = ""  # (default None) what a family that takes it must be told it lacks
+
+
+def _every_family(family: Family) -> bool:
+    return True
+
+
+# The one table of block options: build.py reads specs with it, Stage fills defaults and
+# refuses misplaced options with it, printer.py writes them back, and search/space.py drops
+# the options a chosen family does not take. A new family or option starts here.
+BLOCK_OPTIONS = (
+    BlockOption(
+        "g",
+        "groups",
+        "int",
+        lambda f: f.uses_groups,
+        None,
+        1,
+        "use a -G family to group the 3x3x3 convs, or bottleneck-DG to group the 1x1x1 convs",
+        needs="the number of groups",
+    ),
+    BlockOption(
+        "expansion",
+        "expansion",
+        "int",
+        lambda f: f.is_bottleneck,
+        4,
+        1,
+        "simple blocks have no expansion",
+        after_counts=True,
+    ),
+    BlockOption(
+        "stride-at",
+        "stride_at",
+        ("middle", "first"),
+        lambda f: f.is_bottleneck,
+        "middle",
+        "middle",
+        "simple blocks stride their first 3x3x3 conv",
+    ),
+    BlockOption("factorize", "factorize", ("3d", "2+1d"), _every_family, "3d", "3d", ""),
+    BlockOption(
+        "ip-relu",
+        "ip_relu",
+        "bool",
+        lambda f: f is Family.BOTTLENECK_IP,
+        False,
+        False,
+        "only bottleneck-IP has the extra 1x1x1 conv",
+    ),
+    BlockOption(
+        "project",
+        "project",
+        "bool",
+        lambda f: f is Family.SIMPLE_D,
+        True,
+        True,
+        "only simple-D has the optional 1x1x1 conv",
+    ),
+)
+BLOCK_OPTION = {opt.key: opt for opt in BLOCK_OPTIONS}
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: every number must print and read back (`fmt` cannot write inf)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Norm(_Frozen):
@@ -130,24 +216,18 @@ class Stage(_Frozen):
         except ValueError:
             return data  # reported by the field's own validation
         data = dict(data)
-        # key, whether the family has it, its default, the value that means "not there"
-        rules = (
-            ("groups", fam.uses_groups, None, 1),
-            ("expansion", fam.is_bottleneck, 4, 1),
-            ("stride_at", fam.is_bottleneck, "middle", "middle"),
-            ("ip_relu", fam is Family.BOTTLENECK_IP, False, False),
-            ("project", fam is Family.SIMPLE_D, True, True),
-        )
-        for key, applies, default, neutral in rules:
-            value = data.get(key)
-            if applies and value is None:
-                if default is None:
-                    raise ValueError(f"{fam.value} needs `groups` (the paper's G)")
-                data[key] = default
-            elif not applies and value is not None:
-                if value != neutral:
-                    raise ValueError(f"`{key}={value}` means nothing for {fam.value} blocks")
-                data[key] = None
+        for opt in BLOCK_OPTIONS:
+            if opt.applies is _every_family:
+                continue  # an ordinary field with a default
+            value = data.get(opt.field)
+            if opt.applies(fam) and value is None:
+                if opt.default is None:
+                    raise ValueError(f"{fam.value} needs `{opt.field}` (the paper's G)")
+                data[opt.field] = opt.default
+            elif not opt.applies(fam) and value is not None:
+                if value != opt.neutral:
+                    raise ValueError(f"`{opt.field}={value}` means nothing for {fam.value} blocks")
+                data[opt.field] = None
         return data
 
     @property

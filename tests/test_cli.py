@@ -100,6 +100,7 @@ def test_bad_stats_arguments_in_a_subprocess(args, words):
         (["--classes", "-3"], "with --classes -3: the class count must be positive, got -3"),
         (["--classes", "99999999"], "the class count must be at most"),
         (["--classes", "x"], "invalid int value"),
+        (["--input", "3x8x" + "9" * 5000 + "x4"], "(5006 characters)"),  # issue 14 item 2
         (["--by", "layer"], "invalid choice"),
         (["--format", "xml"], "invalid choice"),
     ],

@@ -461,7 +461,7 @@ CASES = [
         "missing network",
         "input 3x8x224x224\nclasses 400\nstages simple x [1]\n",
         1,
-        "input",
+        "i",  # a missing statement is reported at 1:1, the start of the file
         ["the spec has no `network` line"],
         "`network my-net`",
     ),
@@ -469,7 +469,7 @@ CASES = [
         "missing input",
         "network n\nclasses 400\nstages simple x [1]\n",
         1,
-        "network",
+        "n",
         ["the spec has no `input` line"],
         "`input 3x8x224x224`",
     ),
@@ -477,11 +477,11 @@ CASES = [
         "missing classes",
         "network n\ninput 3x8x224x224\nstages simple x [1]\n",
         1,
-        "network",
+        "n",
         ["the spec has no `classes` line"],
         "`classes 400`",
     ),
-    ("missing stages", HEAD, 1, "network", ["the spec has no stages"], "stages bottleneck-D x"),
+    ("missing stages", HEAD, 1, "n", ["the spec has no stages"], "stages bottleneck-D x"),
     (
         "stages and stage mixed",
         HEAD + "stages simple x [1]\nstage simple x 1 width=8\n",
@@ -665,9 +665,13 @@ def test_no_internal_names(text):
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
-def test_empty_file_says_what_is_missing_without_a_caret(text):
+def test_empty_file_says_what_is_missing_at_the_start(text):
+    # issue 14 item 6: a missing statement is reported at 1:1, even in a file with no statement
+    first_line = text.split("\n")[0]
     assert str(parse_error(text)).splitlines() == [
-        "t.csn: error: the spec has no `network` line",
+        "t.csn:1:1: error: the spec has no `network` line",
+        "    " + first_line,
+        "    ^",
         "hint: add a line like `network my-net`",
     ]
 
@@ -703,3 +707,111 @@ def test_file_errors(tmp_path):
         csnspec.load(binary)
     assert str(info.value).startswith(f"{binary}: error: cannot read spec: not UTF-8 text")
     assert "byte 0xff on line 2" in str(info.value)
+
+
+# -- issue 14: inputs that used to escape as tracebacks or wrong positions ----------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "classes " + "9" * 5000,
+        "input 3x8x" + "2" * 5000 + "x224",
+        "stages simple x [" + "1" * 5000 + "]",
+        "stage simple x 1 width=" + "8" * 5000,
+        "norm batchnorm eps=" + "1" * 5000,
+    ],
+)
+def test_huge_integers_are_refused_at_their_token(line):
+    # Python's int() refuses more than 4,300 digits with a ValueError (issue 14 item 2)
+    text = (
+        "network n\ninput 3x8x224x224\n" + line + "\n"
+        if line.startswith("classes")
+        else HEAD + line + "\n"
+    )
+    if line.startswith("input"):
+        text = "network n\n" + line + "\nclasses 4\nstages simple x [1]\n"
+    elif not line.startswith(("stages", "stage")):
+        text += "stages simple x [1]\n"
+    err = parse_error(text)
+    assert "digits is too large" in err.message
+    number_line = next(i for i, s in enumerate(text.split("\n"), 1) if s == line)
+    assert err.span.line == number_line
+    assert text.split("\n")[number_line - 1][err.span.column - 1].isdigit()
+    assert len(str(err)) < 1000  # the number is not echoed whole
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["norm batchnorm eps=1e400", "norm batchnorm eps=2e308", "head avgpool, dropout 1e999, fc"],
+)
+def test_non_finite_floats_are_refused_at_their_token(line):
+    # 1e400 reads as inf in Python; fmt would print `inf`, which does not parse (issue 14 item 3)
+    err = parse_error(HEAD + line + "\nstages simple x [1]\n")
+    assert "must be a finite number" in err.message
+    assert err.span.line == 4
+    assert line[err.span.column - 1 :].startswith(("1e", "2e"))
+
+
+def test_non_finite_floats_are_refused_in_python_too():
+    from pydantic import ValidationError
+
+    from csnspec.spec import Norm
+
+    with pytest.raises(ValidationError):
+        Norm(eps=float("inf"))
+
+
+@pytest.mark.parametrize(
+    "separator", ["\f", "\x0b", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+)
+def test_only_newlines_break_lines(separator):
+    # issue 14 item 4: the caret's line is the line the position counts, whatever
+    # other tools call a line break; form feed is whitespace, the rest are refused
+    text = HEAD + f"stages simple{separator}x [1]\nhead avgpool, fc\n"
+    if separator == "\f":
+        assert csnspec.parse(text).stages[0].blocks == 1
+        return
+    err = parse_error(text)
+    assert (err.span.line, err.span.column) == (4, 14)
+    quoted = str(err).splitlines()[1]
+    assert quoted.startswith("    stages simple") and quoted.endswith("x [1]")
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n"])
+def test_cr_and_crlf_files_read_like_lf_files(newline):
+    text = "network n\ninput 3x8x224x224\nclasses 400\nstages simple x [1]\n"
+    assert csnspec.parse(text.replace("\n", newline)) == csnspec.parse(text)
+    err = parse_error((HEAD + "stages bottlenek x [1]\n").replace("\n", newline))
+    assert (err.span.line, err.span.column) == (4, 8)
+    assert str(err).splitlines()[1] == "    stages bottlenek x [1]"
+
+
+def test_control_characters_are_shown_escaped():
+    # issue 14 item 5: an ESC sequence in a spec must not reach the terminal
+    message = str(parse_error(HEAD + "stages \x1b[2Jsimple x [1]\n"))
+    assert "\x1b" not in message and "\\x1b" in message
+    lines = message.splitlines()
+    assert lines[1] == "    stages \\x1b[2Jsimple x [1]"
+    assert lines[2] == "    " + " " * len("stages ") + "^^^^"  # under all of `\x1b`
+
+
+def test_long_names_are_not_echoed_whole():
+    # issue 14 item 7
+    name = "b" * 100_000
+    message = str(parse_error(HEAD + f"stages {name} x [1]\n"))
+    assert len(message) < 1000
+    assert "100000 characters" in message
+
+
+def test_specs_past_the_size_limit_are_refused_before_parsing(tmp_path):
+    from csnspec.parse import MAX_SPEC_BYTES
+
+    text = HEAD + "stages simple x [1]\n" + "\n" * MAX_SPEC_BYTES
+    with pytest.raises(csnspec.CsnError, match="csnspec reads specs of at most 1,000,000"):
+        csnspec.parse(text, "t.csn")
+    big = tmp_path / "big.csn"
+    big.write_text(text)
+    with pytest.raises(csnspec.CsnError) as info:
+        csnspec.load(big)
+    assert str(info.value).startswith(f"{big}: error: the spec is larger than 1,000,000 bytes")

@@ -14,12 +14,15 @@ from hypothesis import strategies as st
 from strategies import networks
 
 import csnspec
+from csnspec.errors import escaped, normalize_newlines, source_lines
 
 SEEDS = [p.read_text(encoding="utf-8") for p in SPECS]
 SCALE = settings().max_examples * 10  # 300 mutants in the ci profile, 5000 when thorough
 
 # Characters and tokens a mutation may insert: the language's own, near-misses, and hostile ones.
 CHARS = list("x[],=#-+.0123456789 \t\n\r:;(){}\"'`\\$") + ["\u0435", "\u00a0", "\x00", "\u200b"]
+# what other tools call line breaks (issue 14 item 4), and an escape sequence (item 5)
+CHARS += ["\f", "\x0b", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r\n", "\x1b[2J"]
 TOKENS = [
     "network",
     "input",
@@ -72,6 +75,13 @@ TOKENS = [
     "1",
     "7",
     "99999999999999999999",
+    "9" * 5000,  # past Python's 4,300-digit int() limit (issue 14 item 2)
+    "1e400",  # overflows to inf (issue 14 item 3)
+    "2e308",
+    "-1e400",
+    "eps=1e400",
+    "dropout 1e999",
+    "n" * 300,  # a long name: messages must not echo it whole (issue 14 item 7)
     "2x2",
     "1x1x1",
     "3x7x7",
@@ -124,28 +134,37 @@ def mutants(draw, seeds):
     return text
 
 
-def same_tree_from_both_lexers(text: str) -> None:
-    # parse_tree tries lark's basic lexer first and falls back to the contextual one; wherever
-    # the basic one succeeds, the contextual one must give the very same tree
-    import lark
+CARET = re.compile(r"    ( *)(\^+)\Z")
 
-    from csnspec.parse import _parser
 
-    try:
-        fast = _parser("basic").parse(text)
-    except lark.exceptions.UnexpectedInput:
-        return
-    assert _parser("contextual").parse(text) == fast
+def check_position(err: csnspec.CsnError, text: str, message: str) -> None:
+    """The error has a position, inside the text, and quotes the very line it is about."""
+    assert err.span is not None, message  # issue 14 item 6: every spec error has a position
+    lines = source_lines(normalize_newlines(text))
+    line, column = err.span.line, err.span.column
+    assert 1 <= line <= len(lines), message
+    assert 1 <= column <= len(lines[line - 1]) + 1, message
+    shown = message.splitlines()
+    assert len(shown) >= 3, message
+    quoted, caret = shown[1], CARET.match(shown[2])
+    assert caret, message
+    # the quoted line is the error's line (escaped, and cut around the caret when long)
+    source_line = escaped(lines[line - 1]).expandtabs(1)
+    body = quoted[4:].removeprefix("...").removesuffix("...")
+    assert body in source_line, message
+    assert len(message) < 2000, message  # bounded echo, whatever the input
 
 
 def check(text: str) -> None:
-    same_tree_from_both_lexers(text)
     try:
         net = csnspec.parse(text, "m.csn")
     except csnspec.CsnError as err:
         message = str(err)  # rendering must not fail either
         assert message.startswith("m.csn"), message
         assert not INTERNAL.search(message), message
+        # control characters are shown escaped (issue 14 item 5)
+        assert all(c.isprintable() or c == "\n" for c in message), ascii(message)
+        check_position(err, text, message)
         return
     # accepted: it must also analyse, print and read back as the same network
     csnspec.stats(net)

@@ -190,3 +190,32 @@ def test_structural_errors():
         "the alternative '[8,16]' is never valid here: `widths` has 2 values for 1 stages"
         in str(err)
     )
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("stages simple x [choose(1, " + "9" * 5000 + ")]", "digits is too large"),
+        ("stages simple x [1]\nrequire flops <= 1e400", "must be a finite number"),
+        ("stages simple x [1]\nrequire flops <= " + "9" * 5000, "must be a finite number"),
+        ("norm batchnorm eps=choose(1e-3, 1e400)\nstages simple x [1]", "finite number"),
+    ],
+)
+def test_huge_and_non_finite_numbers_are_refused_at_their_token(line, words):
+    # issue 14 items 2 and 3, in space files
+    text = head(line + "\n")
+    err = error_of(text)
+    assert words in err.message
+    lines = text.split("\n")
+    assert err.span is not None and 4 <= err.span.line <= len(lines)
+    assert lines[err.span.line - 1][err.span.column - 1] in "19"
+    assert len(str(err)) < 1000
+
+
+def test_space_line_breaks_are_the_spec_language_s():
+    # issue 14 item 4: a CR-only space reads as the LF one; a form feed is whitespace
+    text = head("stages simple\fx [choose(1, 2)]\n")
+    cr_only = expand(parse_space(text.replace("\n", "\r")))
+    assert len(cr_only.candidates) == len(expand(parse_space(text)).candidates) == 2
+    err = error_of(head("stages simple x [choose(1, 2)]\x0b\n"))
+    assert (err.span.line, err.span.column) == (4, 31)

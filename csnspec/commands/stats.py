@@ -10,7 +10,8 @@ from ..errors import CsnError
 
 def clip(text: str) -> tuple[int, int, int, int]:
     """Parse a CxTxHxW clip given on the command line."""
-    if not re.fullmatch(r"[0-9]+x[0-9]+x[0-9]+x[0-9]+", text):
+    # (at most 30 digits each: int() itself fails past 4,300, and no size has more than 5)
+    if not re.fullmatch(r"[0-9]{1,30}x[0-9]{1,30}x[0-9]{1,30}x[0-9]{1,30}", text):
         raise CsnError(
             f"--input takes channels x frames x height x width, e.g. 3x32x256x256, got '{text}'"
         )

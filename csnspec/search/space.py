@@ -12,6 +12,7 @@ shapes, groups and constraints are checked later by `csnspec.search.score`.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,10 +20,11 @@ from pathlib import Path
 
 import lark
 
-from ..build import FAMILY_ONLY, _family, build
-from ..errors import CsnError, Span, did_you_mean
-from ..parse import TERMINAL_WORDS, parse_tree
-from ..spec import NAME_RE
+from ..build import build
+from ..errors import CsnError, Span, did_you_mean, normalize_newlines
+from ..parse import check_size, parse_tree
+from ..spec import BLOCK_OPTION, NAME_RE, family_named
+from ..syntax import Language, parse_with
 
 GRAMMAR = Path(__file__).parent / "space.lark"
 SPEC_GRAMMAR_DIR = Path(__file__).resolve().parent.parent / "grammar"
@@ -32,14 +34,6 @@ METRICS = ("flops", "params", "bn_params", "interactions", "activations", "memor
 UNITS = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 OPERATORS = ("<=", "<", ">=", ">")
 STATEMENTS = ("space", "input", "classes", "norm", "stem", "stages", "stage", "head", "require")
-SPACE_WORDS = {
-    **TERMINAL_WORDS,
-    **{kw.upper(): f"'{kw}'" for kw in STATEMENTS},
-    "CHOOSE": "'choose'",
-    "LPAR": "'('",
-    "RPAR": "')'",
-    "CMP": "a comparison (<=, <, >=, >)",
-}
 # Lines resolved per combination of their choices are validated eagerly (every combination
 # parsed when the space is loaded) up to this many combinations, lazily beyond it.
 EAGER_LINE_COMBOS = 5000
@@ -129,13 +123,15 @@ class Space:
     """A parsed design space. `resolve(idx)` gives the parts of one candidate."""
 
     def __init__(self, text: str, filename: str | None = None):
+        check_size(text, filename, "space")
+        text = normalize_newlines(text)
         self.source = text
         self.filename = filename
         self.choices: list[Choice] = []
         self.lines: list[Line] = []
         self.requires: list[Require] = []
         self._interned: dict = {}  # part value -> small int id (for de-duplication keys)
-        self._read(_parse(text, filename))
+        self._read(parse_with(_parser(), text, filename, SPACE_LANGUAGE))
         self.raw_size = 1
         for c in self.choices:
             self.raw_size *= len(c)
@@ -165,7 +161,7 @@ class Space:
                 self.requires.append(self._require(st))
             else:
                 self._line(st)
-        anchor = Span.of(tree.children[0].children[0]) if tree.children else Span(1, 1)
+        anchor = Span(1, 1)  # a missing statement is reported at the start of the file
         if name_tok is None:
             raise self.error(
                 "the space has no `space` line",
@@ -219,6 +215,10 @@ class Space:
                 )
             scale = UNITS[str(unit[0])]
         limit = float(number) * scale
+        if not math.isfinite(limit):
+            raise self.error(
+                f"a constraint limit must be a finite number, got '{number}'", Span.of(number)
+            )
         if limit < 0:
             raise self.error("a constraint limit cannot be negative", Span.of(number))
         text = f"{name} {op} {number}{unit[0] if unit else ''}"
@@ -353,10 +353,15 @@ class Space:
             if line.family is not None
             else None
         )
-        fam = _known_family(fam_word) if fam_word else None
+        # an unknown family is left in, so that the spec front end reports it
+        fam = family_named(fam_word) if fam_word else None
         dropped = []
         for opt in line.options:
-            if fam is not None and opt.key in FAMILY_ONLY and not FAMILY_ONLY[opt.key][0](fam):
+            if (
+                fam is not None
+                and opt.key in BLOCK_OPTION
+                and not BLOCK_OPTION[opt.key].applies(fam)
+            ):
                 holes.append((opt.start, opt.end, "", opt.start))
                 dropped.append(opt.key)
         if dropped:
@@ -471,72 +476,37 @@ def parse_space(text: str, filename: str | None = None) -> Space:
 # -- syntax ----------------------------------------------------------------------------------
 
 
-def _parse(text: str, filename: str | None) -> lark.Tree:
-    try:
-        return _parser().parse(text)
-    except lark.exceptions.UnexpectedInput as err:
-        raise _syntax_error(err, text).located(text, filename) from None
+def _char_hint(char: str, expected) -> str | None:
+    if char in "=!" and "CMP" in expected:
+        return "constraints compare with <=, <, >= or >, e.g. `require flops <= 30G`"
+    if char in "{}()":
+        return "choices are written choose(a, b, c); lists use square brackets"
+    return None
 
 
-def _describe(expected) -> str:
-    names = set(expected)
-    if names >= {"SPACE", "INPUT", "STAGES", "REQUIRE"}:
-        return "a statement (" + ", ".join(STATEMENTS) + ")"
-    words = {SPACE_WORDS.get(n, n.lower()) for n in names}
-    if "EQUALS" not in names and "NAME" in names and names & {"TIMES", "_NL", "$END", "COMMA"}:
-        words.discard(SPACE_WORDS["NAME"])
-        words.add("an option like g=4")
-    words = sorted(words)
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def _syntax_error(err, text: str) -> CsnError:
-    if isinstance(err, lark.exceptions.UnexpectedCharacters):
-        char = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
-        msg = f"unexpected character '{char}'"
-        if err.allowed:
-            msg += f"; expected {_describe(err.allowed)}"
-        hint = None
-        if char in "=!" and "CMP" in (err.allowed or ()):
-            hint = "constraints compare with <=, <, >= or >, e.g. `require flops <= 30G`"
-        elif char in "{}()":
-            hint = "choices are written choose(a, b, c); lists use square brackets"
-        return CsnError(msg, Span(err.line, err.column), hint=hint)
-    if isinstance(err, lark.exceptions.UnexpectedToken):
-        tok = err.token
-        expected = set(err.expected) | set(getattr(err, "accepts", None) or ())
-        msg = f"expected {_describe(expected)}, got " + (
-            "the end of the file"
-            if tok.type == "$END"
-            else "the end of the line"
-            if tok.type == "_NL"
-            else f"'{tok}'"
+def _token_hint(tok, expected) -> str | None:
+    if tok.type == "NAME" and "SPACE" in expected:
+        if str(tok) == "network":
+            return "a space file names itself with `space NAME`; its candidates take that name"
+        return did_you_mean(str(tok), STATEMENTS) or "each line starts with one of: " + ", ".join(
+            STATEMENTS
         )
-        line, column = err.line, err.column
-        if tok.type == "$END" or line is None or line < 0:
-            lines = text.splitlines() or [""]
-            line, column = len(lines), len(lines[-1]) + 1
-        length = len(str(tok)) if tok.type not in ("$END", "_NL") else 1
-        hint = None
-        if tok.type == "NAME" and "SPACE" in expected:
-            if str(tok) == "network":
-                hint = "a space file names itself with `space NAME`; its candidates take that name"
-            else:
-                hint = did_you_mean(
-                    str(tok), STATEMENTS
-                ) or "each line starts with one of: " + ", ".join(STATEMENTS)
-        elif "TIMES" in expected and tok.type in ("LSQB", "INT", "CHOOSE"):
-            hint = "write 'x' before the block counts, e.g. `stages bottleneck x [3,4,6,3]`"
-        elif "EQUALS" in expected:
-            hint = "options are written key=value, e.g. g=choose(2,4)"
-        elif "CMP" in expected:
-            hint = "constraints read `require METRIC OP LIMIT`, e.g. `require flops <= 30G`"
-        return CsnError(msg, Span(line, column, length), hint=hint)
-    lines = text.splitlines() or [""]
-    return CsnError(
-        f"unexpected end of file; expected {_describe(err.expected)}",
-        Span(len(lines), len(lines[-1]) + 1),
-    )
+    if "TIMES" in expected and tok.type in ("LSQB", "INT", "CHOOSE"):
+        return "write 'x' before the block counts, e.g. `stages bottleneck x [3,4,6,3]`"
+    if "EQUALS" in expected:
+        return "options are written key=value, e.g. g=choose(2,4)"
+    if "CMP" in expected:
+        return "constraints read `require METRIC OP LIMIT`, e.g. `require flops <= 30G`"
+    return None
+
+
+SPACE_LANGUAGE = Language.of(
+    STATEMENTS,
+    {"CHOOSE": "'choose'", "LPAR": "'('", "RPAR": "')'", "CMP": "a comparison (<=, <, >=, >)"},
+    statement_start=frozenset({"SPACE", "INPUT", "STAGES", "REQUIRE"}),
+    char_hints=(_char_hint,),
+    token_hints=(_token_hint,),
+)
 
 
 # -- tree helpers ----------------------------------------------------------------------------
@@ -576,13 +546,6 @@ def _span(node) -> Span:
     if isinstance(node, lark.Token):
         return Span.of(node)
     return Span(node.meta.line, node.meta.column, max(1, node.meta.end_pos - node.meta.start_pos))
-
-
-def _known_family(word: str):
-    try:
-        return _family(lark.Token("NAME", word))
-    except CsnError:
-        return None  # unknown: left in, so that the spec front end reports it
 
 
 def normalise_reason(message: str) -> str:
