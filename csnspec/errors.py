@@ -50,7 +50,8 @@ class CsnError(Exception):
         return self
 
     def __str__(self) -> str:
-        name = self.filename or "<spec>"
+        # no file: a spec given as text, or a flag or setting (then the program speaks)
+        name = self.filename or ("<spec>" if self.span is not None else "csnspec")
         if self.span is None:
             head = f"{name}: error: {self.message}"
         else:

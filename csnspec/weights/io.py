@@ -154,9 +154,12 @@ def checked_values(named: dict, filename: str, *, allow_nonfinite: bool = False)
     return out, notes
 
 
-def read_safetensors(path, *, allow_nonfinite: bool = False):
+def read_safetensors(path, *, allow_nonfinite: bool = False, prefix: str | None = None):
     """(arrays by key as float32 numpy, except step counters; the header's metadata; notes)
-    of a .safetensors file, checked with `checked_values`. fp16/bf16 files read too."""
+    of a .safetensors file, checked with `checked_values`. fp16/bf16 files read too.
+
+    With `prefix` (e.g. "model." in a training checkpoint), a file holding keys under it gives
+    those only, the prefix dropped; the rest (optimiser and RNG state) is not checked."""
     path = Path(path)
     if not path.is_file():
         raise CsnError("no such weights file", filename=str(path))
@@ -168,6 +171,8 @@ def read_safetensors(path, *, allow_nonfinite: bool = False):
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError, TypeError, MemoryError) as err:
         raise CsnError(f"not a readable safetensors file: {err}", filename=str(path)) from None
+    if prefix and any(k.startswith(prefix) for k in tensors):
+        tensors = {k[len(prefix) :]: t for k, t in tensors.items() if k.startswith(prefix)}
     tensors, notes = checked_values(tensors, str(path), allow_nonfinite=allow_nonfinite)
     return {k: t.numpy() for k, t in tensors.items()}, meta, notes
 

@@ -144,6 +144,10 @@ class _NdarrayClass:
     def __repr__(self) -> str:
         return "numpy.ndarray"
 
+    def __call__(self, *args, **kwargs):
+        # numpy's own pickles never call it; a call could build an object array unchecked
+        raise pickle.UnpicklingError("refusing a direct call of numpy.ndarray")
+
 
 _NDARRAY = _NdarrayClass()
 
