@@ -100,7 +100,8 @@ class CsnError(Exception):
         return self
 
     def __str__(self) -> str:
-        name = escaped(self.filename or "<spec>")
+        # no file: a spec given as text, or a flag or setting (then the program speaks)
+        name = escaped(self.filename or ("<spec>" if self.span is not None else "csnspec"))
         message = _bounded(self.message)
         if self.span is None:
             head = f"{name}: error: {message}"

@@ -15,4 +15,6 @@ COMMANDS = (
     "train",
     "eval",
     "search",
+    "export",
+    "extract",
 )

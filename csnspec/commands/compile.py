@@ -26,23 +26,34 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..atomic import write_text
+    from ..atomic import check_target, write_text
     from ..backends import module_name, render
     from ..lowering import lower
     from ..parse import load
 
-    if args.output and len(args.files) != 1:
+    if args.output is not None and len(args.files) != 1:
         raise CsnError("-o takes one spec; use --out-dir for several")
-    out_dir = Path(args.out_dir or f"generated/{args.backend}")
+    if args.output == "" or args.out_dir == "":
+        raise CsnError(
+            f"{'-o' if args.output == '' else '--out-dir'} is empty",
+            hint="give a path, or leave the option out for generated/<backend>/",
+        )
+    out_dir = Path(args.out_dir if args.out_dir is not None else f"generated/{args.backend}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CsnError("is a file, not a folder", filename=str(out_dir))
     # Render everything first: a failing spec leaves no file written or half-written.
     outputs: dict[Path, tuple[str, str]] = {}
     for path in args.files:
         net = load(path)
-        target = Path(args.output) if args.output else out_dir / module_name(net)
+        target = Path(args.output) if args.output is not None else out_dir / module_name(net)
         if target in outputs:
             raise CsnError(
-                f"{path} and {outputs[target][0]} both name network '{net.name}' ({target})"
+                f"{path} and {outputs[target][0]} both name network '{net.name}'",
+                filename=str(target),
+                hint="give each spec its own network name, or compile them one at a time with -o",
             )
+        if not args.check:
+            check_target(target, inputs=args.files)
         outputs[target] = (path, render(lower(net), args.backend))
     if args.check:
         stale = [
@@ -59,6 +70,6 @@ def run(args) -> int:
             print(f"{len(outputs)} file(s) up to date")
         return 1 if stale else 0
     for target, (path, text) in outputs.items():
-        write_text(target, text)
+        write_text(target, text, inputs=args.files)
         print(f"{path} -> {target}")
     return 0

@@ -24,6 +24,11 @@ def register_convert(actions) -> None:
     p.add_argument(
         "--to", choices=("torch", "flax"), help="the framework to write (default: the other one)"
     )
+    p.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="convert tensors holding NaN or inf (refused by default, naming them)",
+    )
     p.set_defaults(run=run)
 
 
@@ -33,7 +38,14 @@ def run(args) -> int:
     from ..weights.convert import convert_file
 
     low = lower(load(args.spec))
-    written = convert_file(low, args.input, args.output, to=args.to)
+    written = convert_file(
+        low,
+        args.input,
+        args.output,
+        to=args.to,
+        allow_nonfinite=args.allow_nonfinite,
+        inputs=[args.spec],
+    )
     print(f"{args.input} -> {args.output}: {low.name} weights for the generated {written} model")
     return 0
 

@@ -40,6 +40,7 @@ def parse_dims(text: str) -> tuple[int, int, int, int]:
 def run(args) -> int:
     from ..lowering import lower
     from ..parse import load
+    from ..sizing import VERIFY, check_fits
     from ..verify import compare
 
     if args.batch < 2:
@@ -50,7 +51,8 @@ def run(args) -> int:
             net = net.with_input(parse_dims(args.input))
         except ValueError as err:  # pydantic's, for sizes the spec IR refuses
             raise CsnError(f"--input {args.input!r}: {err}") from None
-    lower(net)  # a clip too small for the network is bad input, reported before any work
+    low = lower(net)  # a clip too small for the network is bad input, reported before any work
+    check_fits(low, usage=VERIFY, batch=args.batch, what="verify", filename=args.spec)
     result = compare(net, seed=args.seed, batch=args.batch)
     print(result.table())
     return 0 if result.ok else 1

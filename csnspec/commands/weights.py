@@ -40,6 +40,16 @@ def _register_import(actions) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help=".pth/.pyth/.pt, .safetensors or .pkl")
     p.add_argument("--spec", required=True, metavar="SPEC", help="the .csn spec of the model")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the .safetensors to write")
+    p.add_argument(
+        "--class-names",
+        metavar="JSON",
+        help="a JSON list of the classifier's class names, in label order, to record in OUT",
+    )
+    p.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="import tensors holding NaN or inf (refused by default, naming them)",
+    )
     p.set_defaults(run=run_import)
 
 
@@ -51,7 +61,16 @@ def run_import(args) -> int:
     from ..weights import import_checkpoint
 
     net = load(args.spec)
-    imported = import_checkpoint(args.checkpoint, net, args.source, out=args.output)
+    names = _class_names(args.class_names) if args.class_names else None
+    imported = import_checkpoint(
+        args.checkpoint,
+        net,
+        args.source,
+        out=args.output,
+        class_names=names,
+        allow_nonfinite=args.allow_nonfinite,
+        inputs=[args.spec, args.class_names],
+    )
     for note in imported.notes:
         print(f"note: {note}", file=sys.stderr)
     filled = f", {len(imported.filled)} BN step counters set to 0" if imported.filled else ""
@@ -59,4 +78,24 @@ def run_import(args) -> int:
         f"{args.output}: {len(imported.tensors)} tensors, {imported.parameters / 1e6:.2f} M "
         f"parameters from the {imported.layout.title} checkpoint for {net.name}{filled}"
     )
+    cfg = imported.cfg
+    print(
+        f"  preprocessing recorded: {cfg['frames']}x{cfg['sampling_rate']} frames, crop "
+        f"{cfg['crop']}, mean {cfg['mean']} std {cfg['std']} ({cfg['value_range']})"
+    )
     return 0
+
+
+def _class_names(path: str) -> list[str]:
+    import json
+
+    from ..errors import CsnError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = json.load(f)
+    except (OSError, ValueError) as err:
+        raise CsnError(f"cannot read the class names: {err}", filename=path) from None
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise CsnError("expected a JSON list of class names (strings)", filename=path)
+    return names

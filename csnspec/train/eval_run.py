@@ -39,25 +39,17 @@ def find_classes(cfg: EvalConfig) -> list[str] | None:
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     if cfg.classes:
-        raise CsnError(f"{cfg.classes}: no such class list")
+        raise CsnError("no such class list", filename=str(cfg.classes))
     return None
 
 
-def load_weights(path) -> dict[str, np.ndarray]:
+def load_weights(path, allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
     """Arrays of a safetensors file keyed by op names; a training checkpoint's `model.` prefix
-    is dropped, so both final weights and checkpoints load."""
-    from safetensors import SafetensorError, safe_open
+    is dropped, so both final weights and checkpoints load. Checked by weights.io (dtypes,
+    NaN/inf), errors labelled with the file."""
+    from ..weights.io import read_safetensors
 
-    path = Path(path)
-    if not path.is_file():
-        raise CsnError(f"{path}: no such weights file")
-    try:
-        with safe_open(str(path), "np") as f:
-            arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CsnError(f"{path}: not a readable safetensors file ({err})") from None
-    if any(k.startswith("model.") for k in arrays):
-        arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+    arrays, _, _ = read_safetensors(path, allow_nonfinite=allow_nonfinite, prefix="model.")
     return arrays
 
 

@@ -214,22 +214,29 @@ def detect(names) -> str:
     raise CsnError("cannot tell whether the weights are PyTorch's or Flax's; pass --to")
 
 
-def convert_file(low: LoweredNetwork, src, dst, to: str | None = None) -> str:
+def convert_file(
+    low: LoweredNetwork,
+    src,
+    dst,
+    to: str | None = None,
+    *,
+    allow_nonfinite: bool = False,
+    inputs=(),
+) -> str:
     """Convert a safetensors file of one side to the other; returns the side written.
 
-    PyTorch's num_batches_tracked rides through a Flax file in its metadata."""
-    from safetensors import SafetensorError, safe_open
+    PyTorch's num_batches_tracked rides through a Flax file in its metadata; fp16 and bf16
+    files are read as float32 (weights.io.read_safetensors), and so is the output written."""
     from safetensors.numpy import save
 
-    from ..atomic import write_bytes
+    from ..atomic import check_target, write_bytes
+    from .io import read_safetensors
 
-    try:
-        with safe_open(str(src), framework="numpy") as f:
-            names = f.keys()
-            tensors = {k: f.get_tensor(k) for k in names}
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CsnError(f"not a readable safetensors file: {err}", filename=str(src)) from None
+    check_target(dst, (src, *inputs))
+    from .metadata import KEY
+
+    tensors, meta, _ = read_safetensors(src, allow_nonfinite=allow_nonfinite)
+    carried = {KEY: meta[KEY]} if KEY in meta else {}  # the preprocessing stays with the weights
     side = detect(tensors) if to is None else {"flax": "torch", "torch": "flax"}[to]
     if side == "torch":
         counts = {
@@ -238,7 +245,8 @@ def convert_file(low: LoweredNetwork, src, dst, to: str | None = None) -> str:
             if n.endswith(".num_batches_tracked")
         }
         data = save(
-            torch_to_flax(tensors, low), metadata={NBT_KEY: json.dumps(counts, sort_keys=True)}
+            torch_to_flax(tensors, low),
+            metadata={NBT_KEY: json.dumps(counts, sort_keys=True), **carried},
         )
         written = "flax"
     else:
@@ -246,7 +254,9 @@ def convert_file(low: LoweredNetwork, src, dst, to: str | None = None) -> str:
             counts = {str(k): int(v) for k, v in json.loads(meta.get(NBT_KEY, "{}")).items()}
         except (ValueError, TypeError, AttributeError):
             raise CsnError(f"unreadable {NBT_KEY} metadata", filename=str(src)) from None
-        data = save(flax_to_torch(tensors, low, num_batches_tracked=counts))
+        data = save(
+            flax_to_torch(tensors, low, num_batches_tracked=counts), metadata=carried or None
+        )
         written = "torch"
-    write_bytes(dst, data)
+    write_bytes(dst, data, inputs=(src, *inputs))
     return written

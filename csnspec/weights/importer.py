@@ -22,6 +22,7 @@ class Imported:
     layout: Layout
     filled: list[str] = field(default_factory=list)  # keys the checkpoint lacks, set to zero
     notes: list[str] = field(default_factory=list)  # differences worth knowing, not errors
+    cfg: dict | None = None  # the preprocessing the weights expect (weights.metadata)
 
     @property
     def parameters(self) -> int:
@@ -30,8 +31,22 @@ class Imported:
         return sum(t.numel() for k, t in self.tensors.items() if not k.endswith(stats))
 
 
-def map_state(state: dict, low: LoweredNetwork, source: str, filename: str = "<checkpoint>"):
-    """The Imported tensors of `state` (a flat {key: tensor} dict from `source`) for `low`."""
+def map_state(
+    state: dict,
+    low: LoweredNetwork,
+    source: str,
+    filename: str = "<checkpoint>",
+    *,
+    allow_nonfinite: bool = False,
+):
+    """The Imported tensors of `state` (a flat {key: tensor} dict from `source`) for `low`.
+
+    Tensors that are not real floats (step counters aside), or hold NaN or inf unless
+    `allow_nonfinite`, are refused by their checkpoint names (weights.io.checked_values)."""
+    import torch
+
+    from .io import checked_values
+
     layout, state = _layout_of(source, state, filename)
     classes = _checkpoint_classes(layout, state, low) or low.spec.classes
     names, unsupported = layout.modules(low, classes)
@@ -47,8 +62,14 @@ def map_state(state: dict, low: LoweredNetwork, source: str, filename: str = "<c
     mapping.run(names)
     if mapping.missing or mapping.shapes or mapping.unused:
         raise mapping.error(filename)
-    notes = _notes(layout, low)
-    return Imported(mapping.tensors, layout, mapping.filled, notes)
+    by_source = {mapping.sources[k]: t for k, t in mapping.tensors.items() if k in mapping.sources}
+    checked, value_notes = checked_values(by_source, filename, allow_nonfinite=allow_nonfinite)
+    tensors = {}
+    for k, t in mapping.tensors.items():
+        t = checked.get(mapping.sources.get(k), t)
+        tensors[k] = t.to(torch.long) if k.endswith(".num_batches_tracked") else t
+    notes = _notes(layout, low) + value_notes
+    return Imported(tensors, layout, mapping.filled, notes)
 
 
 def _notes(layout: Layout, low: LoweredNetwork) -> list[str]:
@@ -100,6 +121,7 @@ class _Mapping:
     def __init__(self, layout: Layout, low: LoweredNetwork, state: dict):
         self.layout, self.low, self.state = layout, low, state
         self.tensors: dict = {}
+        self.sources: dict[str, str] = {}  # IR key -> checkpoint key
         self.filled: list[str] = []
         self.missing: list[tuple[str, str, tuple]] = []  # (checkpoint key, IR key, shape)
         self.shapes: list[str] = []
@@ -132,7 +154,8 @@ class _Mapping:
                 if hint and hint not in self.hints:
                     self.hints.append(hint)
                 continue
-            self.tensors[key] = t.to(torch.long) if fld == "num_batches_tracked" else t
+            self.sources[key] = src
+            self.tensors[key] = t
         self.unused = [k for k in self.state if k not in used]
 
     def error(self, filename: str) -> CsnError:
@@ -232,20 +255,48 @@ def _dims(shape) -> str:
     return "[" + ",".join(str(int(d)) for d in shape) + "]"
 
 
-def import_checkpoint(checkpoint, net, source: str, out=None) -> Imported:
+def import_checkpoint(
+    checkpoint,
+    net,
+    source: str,
+    out=None,
+    *,
+    class_names: list[str] | None = None,
+    allow_nonfinite: bool = False,
+    inputs=(),
+) -> Imported:
     """Read `checkpoint`, map it onto spec `net` (a csnspec.spec.Network), and write `out`.
 
-    `out` (a .safetensors path) is written atomically, and only if everything fits.
+    `out` (a .safetensors path) is written atomically, and only if everything fits, with the
+    source's preprocessing in its header (weights.metadata); `inputs` are files it must not
+    replace (the checkpoint always counts as one).
     """
+    from ..atomic import check_target
     from ..lowering import lower
     from .io import read_checkpoint, save_safetensors
+    from .metadata import header, pretrained_cfg
 
-    state = read_checkpoint(checkpoint)
-    imported = map_state(state, lower(net), source, filename=str(checkpoint))
+    inputs = (checkpoint, *inputs)
     if out is not None:
-        save_safetensors(
-            out,
-            imported.tensors,
-            {"format": "pt", "csnspec.network": net.name, "csnspec.source": imported.layout.name},
+        check_target(out, inputs)  # before reading a large checkpoint
+    state = read_checkpoint(checkpoint)
+    low = lower(net)
+    imported = map_state(
+        state, low, source, filename=str(checkpoint), allow_nonfinite=allow_nonfinite
+    )
+    classes = low.spec.classes
+    if class_names is not None and len(class_names) != classes:
+        raise CsnError(
+            f"{len(class_names)} class names for a classifier of {classes} classes",
+            hint="give one name per class, in label order",
         )
+    imported.cfg = pretrained_cfg(
+        imported.layout.name,
+        bn_eps=imported.layout.eps,
+        num_classes=classes,
+        class_names=class_names,
+    )
+    if out is not None:
+        meta = {"format": "pt", "csnspec.network": net.name, "csnspec.source": imported.layout.name}
+        save_safetensors(out, imported.tensors, {**meta, **header(imported.cfg)}, inputs=inputs)
     return imported

@@ -8,10 +8,8 @@ Training checkpoints are unwrapped to their state dict (`model_state`, `state_di
 
 from __future__ import annotations
 
-import codecs
 import pickle
 import re
-from collections import OrderedDict
 from pathlib import Path
 
 from ..atomic import write_bytes
@@ -61,6 +59,16 @@ def state_dict_of(obj, filename: str = "<checkpoint>") -> dict:
             filename=filename,
             hint="save the model's state_dict(), not the model object",
         )
+    keys = [k for k in obj if not isinstance(k, str)]
+    if keys:
+        shown = ", ".join(_short(k) for k in keys[:5]) + (
+            f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+        )
+        raise CsnError(
+            f"the checkpoint's keys must be names; found {shown}",
+            filename=filename,
+            hint="a state dict maps parameter names (strings) to tensors",
+        )
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad or not obj:
         where = "".join(f"[{k!r}]" for k in trail) or "the top level"
@@ -73,10 +81,100 @@ def state_dict_of(obj, filename: str = "<checkpoint>") -> dict:
             filename=filename,
             hint="csnspec looks for the weights under " + ", ".join(CONTAINERS),
         )
+    odd = [
+        f"{k} ({'meta' if v.is_meta else 'quantized' if v.is_quantized else str(v.layout).split('.')[-1]})"
+        for k, v in obj.items()
+        if v.is_meta or v.is_quantized or v.layout != torch.strided
+    ]
+    if odd:
+        raise CsnError(
+            "csnspec reads dense tensors with values; these are not: " + _names(odd),
+            filename=filename,
+            hint="save the trained model's dense state_dict() (meta tensors hold no values)",
+        )
     # nn.DataParallel / DistributedDataParallel wrap every key in `module.`
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module.") :]: v for k, v in obj.items()}
     return dict(obj)
+
+
+def _short(key) -> str:
+    text = repr(key)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _names(items: list[str], most: int = 8) -> str:
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+COUNTERS = ("num_batches_tracked",)  # integer tensors a model legitimately holds
+WIDENED = ("float16", "bfloat16", "float64")  # read, and stored as float32
+
+
+def checked_values(named: dict, filename: str, *, allow_nonfinite: bool = False):
+    """`named` (key -> torch tensor) with half and double floats as float32, after refusing
+    what a float32 model cannot use: non-float dtypes (int, bool, complex, fp8) except step
+    counters, and NaN or inf values unless `allow_nonfinite`. Returns (tensors, notes)."""
+    import torch
+
+    wrong, nonfinite, widened, out = [], [], set(), {}
+    for key, t in named.items():
+        counter = key.rsplit(".", 1)[-1] in COUNTERS and not t.is_floating_point()
+        if counter and not t.is_complex() and t.dtype != torch.bool:
+            out[key] = t
+            continue
+        if t.is_complex() or not t.is_floating_point() or t.element_size() < 2:
+            wrong.append(f"{key} ({str(t.dtype).removeprefix('torch.')})")
+            continue
+        if t.dtype != torch.float32:
+            widened.add(str(t.dtype).removeprefix("torch."))
+            t = t.to(torch.float32)
+        if not bool(torch.isfinite(t).all()):
+            nonfinite.append(key)
+        out[key] = t
+    if wrong:
+        raise CsnError(
+            "tensors that are not real floating point: " + _names(wrong),
+            filename=filename,
+            hint="csnspec models are float32; fp16, bf16 and float64 are converted, "
+            "int, bool, complex and fp8 (which needs its scales) are not",
+        )
+    if nonfinite and not allow_nonfinite:
+        raise CsnError(
+            "tensors with NaN or inf values: " + _names(nonfinite),
+            filename=filename,
+            hint="the weights are broken (a diverged run?); pass --allow-nonfinite to use them anyway",
+        )
+    notes = []
+    if widened:
+        notes.append(f"{', '.join(sorted(widened))} tensors converted to float32")
+    if nonfinite:
+        notes.append("tensors with NaN or inf values (allowed): " + _names(nonfinite))
+    return out, notes
+
+
+def read_safetensors(path, *, allow_nonfinite: bool = False, prefix: str | None = None):
+    """(arrays by key as float32 numpy, except step counters; the header's metadata; notes)
+    of a .safetensors file, checked with `checked_values`. fp16/bf16 files read too.
+
+    With `prefix` (e.g. "model." in a training checkpoint), a file holding keys under it gives
+    those only, the prefix dropped; the rest (optimiser and RNG state) is not checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise CsnError("no such weights file", filename=str(path))
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, TypeError, MemoryError) as err:
+        raise CsnError(f"not a readable safetensors file: {err}", filename=str(path)) from None
+    if prefix and any(k.startswith(prefix) for k in tensors):
+        tensors = {k[len(prefix) :]: t for k, t in tensors.items() if k.startswith(prefix)}
+    tensors, notes = checked_values(tensors, str(path), allow_nonfinite=allow_nonfinite)
+    return {k: t.numpy() for k, t in tensors.items()}, meta, notes
 
 
 def _read_safetensors(path: Path) -> dict:
@@ -85,13 +183,21 @@ def _read_safetensors(path: Path) -> dict:
 
     try:
         return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as err:
+    except (SafetensorError, OSError, ValueError, TypeError, MemoryError) as err:
         raise CsnError(f"not a readable safetensors file: {err}", filename=str(path)) from None
 
 
 def _read_torch(path: Path):
     import torch
 
+    from .pickles import PickleRefused, scan_torch_file
+
+    try:
+        scan_torch_file(path)  # torch's own unpickler has no bound on depth or work
+    except PickleRefused as err:
+        raise CsnError(f"not a readable PyTorch checkpoint: {err}", filename=str(path)) from None
+    except (OSError, EOFError) as err:
+        raise CsnError(f"not a readable PyTorch checkpoint: {err}", filename=str(path)) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -110,80 +216,41 @@ def _read_torch(path: Path):
             "sd = torch.load(IN, weights_only=False)['state_dict']; "
             "safetensors.torch.save_file(sd, 'weights.safetensors')",
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CsnError(f"not a readable PyTorch checkpoint: {err}", filename=str(path)) from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, TypeError, MemoryError) as err:
+        reason = f"{type(err).__name__} {err}" if isinstance(err, KeyError) else str(err)
+        raise CsnError(f"not a readable PyTorch checkpoint: {reason}", filename=str(path)) from None
 
 
 # -- Caffe2 pickles -------------------------------------------------------------------------
-
-
-class _NumpyOnly(pickle.Unpickler):
-    """Builds dicts, lists, numbers, strings and numpy arrays of plain numbers; nothing else.
-
-    Every global a pickle names goes through `find_class`; only the constructors below exist,
-    each checked so that no object dtype (which could hold arbitrary objects) gets through.
-    """
-
-    def find_class(self, module: str, name: str):
-        allowed = _allowed_globals()
-        fn = allowed.get((module, name))
-        if fn is None:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return fn
-
-
-def _allowed_globals() -> dict:
-    import numpy as np
-
-    try:  # numpy >= 2 keeps these in numpy._core; pickles name numpy.core
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct, scalar
-
-    def plain(dtype):
-        if not isinstance(dtype, np.dtype) or dtype.hasobject:
-            raise pickle.UnpicklingError("refusing a numpy array of Python objects")
-        return dtype
-
-    def make_dtype(obj, align=False, copy=False):
-        return plain(np.dtype(obj, align, copy))
-
-    def reconstruct(cls, shape, dtype):
-        if cls is not np.ndarray:
-            raise pickle.UnpicklingError("refusing a numpy array subclass")
-        return _reconstruct(np.ndarray, shape, dtype)
-
-    def make_scalar(dtype, data=None):
-        return scalar(plain(dtype), data) if data is not None else scalar(plain(dtype))
-
-    def encode(text, encoding="latin1"):  # how Python 3 pickles bytes at protocol 2
-        if not isinstance(text, str) or encoding != "latin1":
-            raise pickle.UnpicklingError("refusing _codecs.encode")
-        return codecs.encode(text, encoding)
-
-    out = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): make_dtype}
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        out[(mod, "_reconstruct")] = reconstruct
-        out[(mod, "scalar")] = make_scalar
-    out[("_codecs", "encode")] = encode
-    out[("collections", "OrderedDict")] = OrderedDict
-    return out
 
 
 def _read_caffe2_pickle(path: Path) -> dict:
     import numpy as np
     import torch
 
+    from .pickles import NumpyOnly, PickleRefused, scan
+
+    hint = (
+        "csnspec reads Caffe2 .pkl files holding numpy arrays only (VMZ's `blobs`); "
+        "convert other pickles to .safetensors in an environment you trust"
+    )
     try:
         with path.open("rb") as f:
+            scan(f)
+            f.seek(0)
             # VMZ's pickles come from Python 2: latin1 keeps numpy's byte strings intact
-            obj = _NumpyOnly(f, encoding="latin1").load()
+            obj = NumpyOnly(f, encoding="latin1", max_items=path.stat().st_size).load()
+    except PickleRefused as err:
+        raise CsnError(f"cannot read this .pkl safely: {err}", filename=str(path), hint=hint)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
         raise CsnError(
-            f"cannot read this .pkl safely: {err}",
+            f"cannot read this .pkl safely: {err}", filename=str(path), hint=hint
+        ) from None
+    except (MemoryError, RecursionError, KeyError, IndexError, OverflowError) as err:
+        raise CsnError(
+            f"cannot read this .pkl: {type(err).__name__} {err}".rstrip(),
             filename=str(path),
-            hint="csnspec reads Caffe2 .pkl files holding numpy arrays only (VMZ's `blobs`); "
-            "convert other pickles to .safetensors in an environment you trust",
+            hint=hint,
         ) from None
     blobs = obj.get("blobs", obj) if isinstance(obj, dict) else obj
     if not isinstance(blobs, dict):
@@ -191,15 +258,24 @@ def _read_caffe2_pickle(path: Path) -> dict:
     out = {}
     for key, value in blobs.items():
         if isinstance(value, np.ndarray):
+            if value.dtype.kind not in "biufc" or value.dtype.fields is not None:
+                raise CsnError(
+                    f"blob {key!r} is an array of {value.dtype}, not of plain numbers",
+                    filename=str(path),
+                    hint=hint,
+                )
             value = torch.from_numpy(np.ascontiguousarray(value))
-        out[str(key)] = value
+        out[key if isinstance(key, str) else repr(key)] = value
     return out
 
 
-def save_safetensors(path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
-    """Write tensors to `path` atomically (a reader sees the old file or the whole new one)."""
+def save_safetensors(
+    path, tensors: dict, metadata: dict[str, str] | None = None, *, inputs=()
+) -> None:
+    """Write tensors to `path` atomically (a reader sees the old file or the whole new one);
+    `inputs` are files it must not replace."""
     from safetensors.torch import save
 
     # safetensors refuses views of a shared storage; own copies are small next to a model
     data = save({k: v.detach().contiguous().clone() for k, v in tensors.items()}, metadata)
-    write_bytes(path, data)
+    write_bytes(path, data, inputs=inputs)
