@@ -1,9 +1,19 @@
-"""PyAV decoding of the frames a clip needs, resized by FFmpeg's scaler as they are converted."""
+"""PyAV decoding of the frames a clip needs, resized by FFmpeg's scaler as they are converted.
+
+`read_frames` seeks: it reads the stream's packet timestamps once per file (demuxing only, no
+decoding; cached per process), seeks to the keyframe at or before each run of wanted frames and
+decodes from there. Frame i is the i-th frame in presentation order, as when decoding from the
+start; wherever the timestamps cannot be trusted (missing, repeated, a frame that does not come
+out) it decodes from the start instead, so the frames returned are the same either way.
+"""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -14,34 +24,54 @@ class VideoError(Exception):
 
 Picker = Callable[[int], Sequence[int]]  # frame count -> frame indices to keep (may repeat)
 Sizer = Callable[[int, int], tuple[int, int]]  # (height, width) -> (height, width) to decode at
+Reader = Callable[[object, Picker, Sizer], np.ndarray]  # what the clip datasets call
+
+# One decoding thread per video: parallelism comes from the loader's workers; FFmpeg's own
+# threads (auto: one per core, per worker) would oversubscribe the cores.
+DECODE_THREADS = 1
+# Seek forward only past this many frames: a seek flushes the decoder and restarts at a keyframe.
+SEEK_GAIN = 4
 
 
-def read_frames(path, pick: Picker, size: Sizer) -> np.ndarray:
+def read_frames(
+    path, pick: Picker, size: Sizer, *, seek: bool = True, threads: int | None = None
+) -> np.ndarray:
     """The frames `pick(frame_count)` selects, as a (len, H, W, 3) uint8 RGB array.
 
-    Decodes sequentially up to the last frame needed. Where the header's frame count is
-    missing or wrong (a truncated file), the frames that do decode are counted and used.
+    `seek=False` decodes from the first frame up to the last one needed (the reference the
+    seeking path is tested against). Where the frame count is unknown or wrong (a truncated
+    file), the frames that do decode are counted and used. `threads`: FFmpeg's decoding threads
+    (default DECODE_THREADS; 0 lets FFmpeg choose).
     """
     import av
 
     path = Path(path)
     if not path.is_file():
         raise VideoError("missing file")
-    if path.stat().st_size == 0:
+    stat = path.stat()
+    if stat.st_size == 0:
         raise VideoError("empty file")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoError("no video stream")
             stream = container.streams.video[0]
-            count = stream.frames
+            stream.codec_context.thread_count = DECODE_THREADS if threads is None else threads
             height, width = stream.codec_context.height, stream.codec_context.width
+            table = _table(str(path), stat.st_mtime_ns, stat.st_size) if seek else None
+            if table is not None:
+                indices = list(pick(len(table.pts)))
+                got = _decode_seeking(container, stream, table, indices, size(height, width))
+                if got is not None:
+                    return got
+                container.seek(0)
+            count = stream.frames
             if count > 0:
                 got = _decode(container, stream, list(pick(count)), size(height, width))
                 if got is not None:
                     return got
+                container.seek(0)
             # Unknown or wrong count: decode everything once, then pick from what exists.
-            container.seek(0)
             frames = list(container.decode(stream))
     except VideoError:
         raise
@@ -53,8 +83,74 @@ def read_frames(path, pick: Picker, size: Sizer) -> np.ndarray:
     return np.stack([_rgb(frames[i], h, w) for i in pick(len(frames))])
 
 
+class FrameTable(NamedTuple):
+    pts: list[int]  # presentation timestamps in order: frame i has pts[i]
+    keyframes: list[int]  # indices of the keyframes, ascending
+
+
+@lru_cache(maxsize=4096)
+def _table(path: str, mtime_ns: int, size: int) -> FrameTable | None:
+    """The frame table of a video file (keyed by its mtime and size too, so an edit is seen),
+    or None when its timestamps cannot index frames."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
+    except (av.FFmpegError, OSError, ValueError, IndexError, RuntimeError):
+        return None  # the decoding path reports what is wrong
+    pts = sorted(p for p, _ in packets if p is not None)
+    if not pts or len(pts) != len(packets) or len(set(pts)) != len(pts):
+        return None
+    where = {p: i for i, p in enumerate(pts)}
+    keyframes = sorted(where[p] for p, key in packets if key)
+    if not keyframes or keyframes[0] != 0:
+        return None
+    return FrameTable(pts, keyframes)
+
+
+def _decode_seeking(container, stream, table: FrameTable, indices, hw) -> np.ndarray | None:
+    """Frames at `indices`, each run decoded from the keyframe before it; None where a wanted
+    frame does not come out where the table says (the caller then decodes from the start)."""
+    where = {p: i for i, p in enumerate(table.pts)}
+    wanted = sorted(set(indices))
+    want = set(wanted)
+    kept: dict[int, np.ndarray] = {}
+    frames, pos = None, -1  # the decoding in progress and the last frame it gave
+    seeked = False
+    for target in wanted:
+        if target in kept:
+            continue
+        key = table.keyframes[bisect.bisect_right(table.keyframes, target) - 1]
+        if frames is None and key == 0 and not seeked:
+            frames, pos, first = container.decode(stream), -1, True  # already at the start
+        elif frames is None or key > pos + SEEK_GAIN or pos > target:
+            container.seek(table.pts[key], stream=stream, backward=True, any_frame=False)
+            frames, pos, first, seeked = container.decode(stream), -1, True, True
+        else:
+            first = False
+        for frame in frames:
+            i = where.get(frame.pts)
+            if i is None:
+                return None
+            if first and i > target:
+                return None  # the seek landed past the frame: trust nothing
+            first = False
+            pos = i
+            if i in want and i not in kept:
+                kept[i] = _rgb(frame, *hw)
+            if i >= target:
+                break
+        else:
+            frames = None
+        if target not in kept:
+            return None
+    return np.stack([kept[i] for i in indices])
+
+
 def _decode(container, stream, indices: list[int], hw: tuple[int, int]) -> np.ndarray | None:
-    """Frames at `indices` or None when the stream ends before the last one."""
+    """Frames at `indices` decoded from the start, or None when the stream ends before the last."""
     wanted = set(indices)
     last = max(indices)
     kept = {}
