@@ -61,13 +61,13 @@ def read_frames(
             table = _table(str(path), stat.st_mtime_ns, stat.st_size) if seek else None
             if table is not None:
                 indices = list(pick(len(table.pts)))
-                got = _decode_seeking(container, stream, table, indices, size(height, width))
+                got = _decode_seeking(container, stream, table, indices, _rgb(*size(height, width)))
                 if got is not None:
                     return got
                 container.seek(0)
             count = stream.frames
             if count > 0:
-                got = _decode(container, stream, list(pick(count)), size(height, width))
+                got = _decode(container, stream, list(pick(count)), _rgb(*size(height, width)))
                 if got is not None:
                     return got
                 container.seek(0)
@@ -79,8 +79,8 @@ def read_frames(
         raise VideoError(f"cannot decode: {err}") from None
     if not frames:
         raise VideoError("no frames")
-    h, w = size(frames[0].height, frames[0].width)
-    return np.stack([_rgb(frames[i], h, w) for i in pick(len(frames))])
+    rgb = _rgb(*size(frames[0].height, frames[0].width))
+    return np.stack([rgb(frames[i]) for i in pick(len(frames))])
 
 
 class FrameTable(NamedTuple):
@@ -110,7 +110,7 @@ def _table(path: str, mtime_ns: int, size: int) -> FrameTable | None:
     return FrameTable(pts, keyframes)
 
 
-def _decode_seeking(container, stream, table: FrameTable, indices, hw) -> np.ndarray | None:
+def _decode_seeking(container, stream, table: FrameTable, indices, rgb) -> np.ndarray | None:
     """Frames at `indices`, each run decoded from the keyframe before it; None where a wanted
     frame does not come out where the table says (the caller then decodes from the start)."""
     where = {p: i for i, p in enumerate(table.pts)}
@@ -139,7 +139,7 @@ def _decode_seeking(container, stream, table: FrameTable, indices, hw) -> np.nda
             first = False
             pos = i
             if i in want and i not in kept:
-                kept[i] = _rgb(frame, *hw)
+                kept[i] = rgb(frame)
             if i >= target:
                 break
         else:
@@ -149,20 +149,29 @@ def _decode_seeking(container, stream, table: FrameTable, indices, hw) -> np.nda
     return np.stack([kept[i] for i in indices])
 
 
-def _decode(container, stream, indices: list[int], hw: tuple[int, int]) -> np.ndarray | None:
+def _decode(container, stream, indices: list[int], rgb) -> np.ndarray | None:
     """Frames at `indices` decoded from the start, or None when the stream ends before the last."""
     wanted = set(indices)
     last = max(indices)
     kept = {}
     for i, frame in enumerate(container.decode(stream)):
         if i in wanted:
-            kept[i] = _rgb(frame, *hw)
+            kept[i] = rgb(frame)
         if i == last:
             return np.stack([kept[i] for i in indices])
     return None
 
 
-def _rgb(frame, height: int, width: int) -> np.ndarray:
-    if (frame.height, frame.width) == (height, width):
-        return frame.to_ndarray(format="rgb24")
-    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")
+def _rgb(height: int, width: int):
+    """Frame -> (height, width, 3) uint8 RGB. One scaler for all the frames of a read: a frame's
+    own would set up FFmpeg's scaling context again for every frame."""
+    from av.video.reformatter import VideoReformatter
+
+    scaler = VideoReformatter()
+
+    def convert(frame) -> np.ndarray:
+        return scaler.reformat(
+            frame, width=width, height=height, format="rgb24", interpolation="BILINEAR"
+        ).to_ndarray()
+
+    return convert
