@@ -119,15 +119,17 @@ def _decode_seeking(container, stream, table: FrameTable, indices, rgb) -> np.nd
     kept: dict[int, np.ndarray] = {}
     frames, pos = None, -1  # the decoding in progress and the last frame it gave
     seeked = False
+    goal = [0]  # the frame being decoded towards: the packets of frames before it can be skipped
     for target in wanted:
         if target in kept:
             continue
+        goal[0] = target
         key = table.keyframes[bisect.bisect_right(table.keyframes, target) - 1]
         if frames is None and key == 0 and not seeked:
-            frames, pos, first = container.decode(stream), -1, True  # already at the start
+            frames, pos, first = _frames(container, stream, where, goal), -1, True  # at the start
         elif frames is None or key > pos + SEEK_GAIN or pos > target:
             container.seek(table.pts[key], stream=stream, backward=True, any_frame=False)
-            frames, pos, first, seeked = container.decode(stream), -1, True, True
+            frames, pos, first, seeked = _frames(container, stream, where, goal), -1, True, True
         else:
             first = False
         for frame in frames:
@@ -147,6 +149,17 @@ def _decode_seeking(container, stream, table: FrameTable, indices, rgb) -> np.nd
         if target not in kept:
             return None
     return np.stack([kept[i] for i in indices])
+
+
+def _frames(container, stream, where: dict[int, int], goal: list[int]):
+    """Decoded frames from the container's position on. A packet of a frame before `goal[0]` is
+    decoded only if other frames refer to it (FFmpeg's skip_frame=NONREF): frames that nothing
+    refers to are not needed to decode the ones after them."""
+    context = stream.codec_context
+    for packet in container.demux(stream):
+        i = where.get(packet.pts)
+        context.skip_frame = "NONREF" if i is not None and i < goal[0] else "DEFAULT"
+        yield from packet.decode()
 
 
 def _decode(container, stream, indices: list[int], rgb) -> np.ndarray | None:
