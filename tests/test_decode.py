@@ -91,3 +91,17 @@ def test_every_frame_by_seeking_matches_the_sequential_decode(video):
     assert len(full) == FRAMES
     for i in (1, 29, 30, 31, 44, 61, FRAMES - 1):
         assert np.array_equal(read_frames(video, lambda n, i=i: [i], same)[0], full[i]), i
+
+
+def test_the_seeking_path_is_the_one_taken(video, monkeypatch):
+    # decoding from the start is the fallback; here the timestamps can be trusted, so a clip
+    # at the end must come from seeking alone
+    from csnspec.data import decode
+
+    def from_the_start(*args):
+        raise AssertionError("decoded from the start")
+
+    monkeypatch.setattr(decode, "_decode", from_the_start)
+    pick = lambda n: clip_indices(n - 15, n, ClipOptions(frames=8, rate=2))  # noqa: E731
+    assert read_frames(video, pick, lambda h, w: (h, w)).shape == (8, 32, 32, 3)
+

@@ -88,7 +88,7 @@ class FrameTable(NamedTuple):
     keyframes: list[int]  # indices of the keyframes, ascending
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _table(path: str, mtime_ns: int, size: int) -> FrameTable | None:
     """The frame table of a video file (keyed by its mtime and size too, so an edit is seen),
     or None when its timestamps cannot index frames."""
