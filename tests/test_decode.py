@@ -102,6 +102,5 @@ def test_the_seeking_path_is_the_one_taken(video, monkeypatch):
         raise AssertionError("decoded from the start")
 
     monkeypatch.setattr(decode, "_decode", from_the_start)
-    pick = lambda n: clip_indices(n - 15, n, ClipOptions(frames=8, rate=2))  # noqa: E731
+    pick = lambda n: clip_indices(n - 15, n, ClipOptions(frames=8, rate=2))
     assert read_frames(video, pick, lambda h, w: (h, w)).shape == (8, 32, 32, 3)
-
