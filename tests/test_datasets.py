@@ -238,3 +238,57 @@ def test_cli_data_index_with_nothing_usable_exits_2(tmp_path, capsys):
     assert "no usable video" in captured.err
     assert main(["data", "index", str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv: error: no such dataset" in capsys.readouterr().err
+
+
+def write_jpegs(folder, video):
+    import av
+
+    folder.mkdir(parents=True)
+    for t, image in enumerate(video, 1):
+        with av.open(str(folder / f"{t:05d}.jpg"), "w", format="image2") as container:
+            stream = container.add_stream("mjpeg", rate=1)
+            stream.height, stream.width = image.shape[:2]
+            stream.pix_fmt = "yuvj420p"
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            container.mux(stream.encode())
+
+
+def test_something_something_v1_frame_folders(tmp_path):
+    from csnspec.data.dataset import TrainClips
+    from csnspec.data.decode import read_frames
+    from csnspec.data.transforms import ClipOptions
+
+    (tmp_path / "something-something-v1-labels.csv").write_text(
+        "Holding something\nPutting something, something and something on the table\n"
+    )
+    (tmp_path / "something-something-v1-train.csv").write_text(
+        "100218;Putting something, something and something on the table\n"
+        "4;Holding something\n7;Spinning something\n9;Holding something\nbroken line\n"
+    )
+    frames = tmp_path / "20bn-something-something-v1"
+    video = render(np.random.default_rng(2), motions(6, 32)[4], 5, 32)
+    for vid in ("100218", "4", "7"):
+        write_jpegs(frames / vid, video)
+    assert detect_format(tmp_path) == "ssv1"
+    assert detect_format(tmp_path / "something-something-v1-train.csv") == "ssv1"
+    index = open_dataset(tmp_path)
+    assert index.root == frames and len(index.classes) == 2
+    assert index.videos == [("100218", 1), ("4", 0)]
+    assert index.skipped == {
+        "7": "unknown label 'Spinning something'",
+        "9": "missing frame folder",
+        "something-something-v1-train.csv:5": "expected `id;label`, got 'broken line'",
+    }
+    # the frame folders are read like videos: frame i is the i-th image
+    clip, label = TrainClips(
+        index,
+        ClipOptions(frames=3, rate=2, crop=16, scale_min=32, scale_max=32, flip=False),
+        seed=0,
+    )[(0, 0)]
+    assert clip.shape == (3, 3, 16, 16) and label == 1
+
+    got = read_frames(frames / "4", lambda n: [4, 0], lambda h, w: (h, w))
+    assert got.shape == (2, 32, 32, 3)
+    for k, i in enumerate([4, 0]):  # JPEG is lossy: the nearest frame is the one asked for
+        errors = [np.abs(got[k].astype(int) - frame).mean() for frame in video]
+        assert int(np.argmin(errors)) == i

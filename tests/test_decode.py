@@ -104,3 +104,17 @@ def test_the_seeking_path_is_the_one_taken(video, monkeypatch):
     monkeypatch.setattr(decode, "_decode", from_the_start)
     pick = lambda n: clip_indices(n - 15, n, ClipOptions(frames=8, rate=2))
     assert read_frames(video, pick, lambda h, w: (h, w)).shape == (8, 32, 32, 3)
+
+
+def test_after_a_failed_seek_decoding_from_the_start_gives_the_same_frames(video, monkeypatch):
+    from csnspec.data import decode
+
+    real = decode._decode_seeking
+
+    def seek_then_give_up(*args):
+        real(*args)  # leaves the decoder mid-stream, skipping unreferenced frames
+
+    monkeypatch.setattr(decode, "_decode_seeking", seek_then_give_up)
+    pick = lambda n: clip_indices(n // 2, n, ClipOptions(frames=8, rate=2))
+    full = read_frames(video, pick, lambda h, w: (h, w), seek=False)
+    assert np.array_equal(read_frames(video, pick, lambda h, w: (h, w)), full)

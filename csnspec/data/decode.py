@@ -38,6 +38,9 @@ def read_frames(
 ) -> np.ndarray:
     """The frames `pick(frame_count)` selects, as a (len, H, W, 3) uint8 RGB array.
 
+    `path` is a video file, or a folder of frames as images (Something-Something v1), frame i
+    the i-th file in name order.
+
     `seek=False` decodes from the first frame up to the last one needed (the reference the
     seeking path is tested against). Where the frame count is unknown or wrong (a truncated
     file), the frames that do decode are counted and used. `threads`: FFmpeg's decoding threads
@@ -46,6 +49,16 @@ def read_frames(
     import av
 
     path = Path(path)
+    picked: dict[int, list[int]] = {}
+
+    def chosen(count: int) -> list[int]:
+        """pick(count), drawn once: a fallback must not draw a random clip again."""
+        if count not in picked:
+            picked[count] = list(pick(count))
+        return picked[count]
+
+    if path.is_dir():
+        return _read_image_folder(path, pick, size)
     if not path.is_file():
         raise VideoError("missing file")
     stat = path.stat()
@@ -60,14 +73,15 @@ def read_frames(
             height, width = stream.codec_context.height, stream.codec_context.width
             table = _table(str(path), stat.st_mtime_ns, stat.st_size) if seek else None
             if table is not None:
-                indices = list(pick(len(table.pts)))
+                indices = chosen(len(table.pts))
                 got = _decode_seeking(container, stream, table, indices, _rgb(*size(height, width)))
                 if got is not None:
                     return got
+                stream.codec_context.skip_frame = "DEFAULT"
                 container.seek(0)
             count = stream.frames
             if count > 0:
-                got = _decode(container, stream, list(pick(count)), _rgb(*size(height, width)))
+                got = _decode(container, stream, chosen(count), _rgb(*size(height, width)))
                 if got is not None:
                     return got
                 container.seek(0)
@@ -80,7 +94,31 @@ def read_frames(
     if not frames:
         raise VideoError("no frames")
     rgb = _rgb(*size(frames[0].height, frames[0].width))
-    return np.stack([rgb(frames[i]) for i in pick(len(frames))])
+    return np.stack([rgb(frames[i]) for i in chosen(len(frames))])
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _read_image_folder(path: Path, pick: Picker, size: Sizer) -> np.ndarray:
+    import av
+
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise VideoError(f"no frames ({', '.join(IMAGE_SUFFIXES)} files)")
+    indices = list(pick(len(files)))
+    rgb, kept = None, {}
+    for i in indices:
+        if i in kept:
+            continue
+        try:
+            with av.open(str(files[i])) as container:
+                frame = next(container.decode(video=0))
+        except (av.FFmpegError, OSError, ValueError, IndexError, RuntimeError, StopIteration):
+            raise VideoError(f"cannot decode frame {files[i].name}") from None
+        rgb = rgb or _rgb(*size(frame.height, frame.width))
+        kept[i] = rgb(frame)
+    return np.stack([kept[i] for i in indices])
 
 
 class FrameTable(NamedTuple):

@@ -12,6 +12,7 @@ Formats (`FORMATS`), detected from the source unless named:
              videos `{youtube_id}_{start:06d}_{end:06d}.mp4` flat or in class folders
 * `mmaction` MMAction2 video lists, `path label [label ...]` space-separated
 * `ssv2`     Something-Something v2: labels.json + train.json / validation.json, `<id>.webm`
+* `ssv1`     Something-Something v1: labels CSV + `id;label` CSVs, JPEG frame folders `<id>/`
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from ..errors import CsnError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
-FORMATS = ("folder", "csv", "kinetics", "mmaction", "ssv2")
+FORMATS = ("folder", "csv", "kinetics", "mmaction", "ssv2", "ssv1")
 KINETICS_HEADER = ("label", "youtube_id", "time_start", "time_end")
 
 
@@ -90,6 +91,7 @@ def open_dataset(
         "kinetics": _read_kinetics,
         "mmaction": _read_mmaction,
         "ssv2": _read_ssv2,
+        "ssv1": _read_ssv1,
     }[fmt]
     index = reader(source, Path(root) if root else None, split, classes)
     index.format = fmt
@@ -107,12 +109,16 @@ def detect_format(source: Path) -> str:
     if source.is_dir():
         if _ssv2_file(source, "labels"):
             return "ssv2"
+        if (source / SSV1_LABELS).is_file():
+            return "ssv1"
         return "folder"
     if source.suffix.lower() == ".json":
         return "ssv2"
     first = next(iter(_lines(source)), (0, ""))[1]
     if "youtube_id" in first.replace(" ", "").lower().split(","):
         return "kinetics"
+    if first.partition(";")[0].isdigit():
+        return "ssv1"
     if "," in first:
         return "csv"
     return "mmaction"
@@ -200,8 +206,9 @@ def _read_csv(source: Path, root, split, classes) -> VideoIndex:
     return _listed(root or source.parent, rows, list(classes), bad)
 
 
-def _listed(root: Path, rows, classes: list[str], bad: dict[str, str]) -> VideoIndex:
-    """An index of (path, label or labels) rows whose files should exist under `root`."""
+def _listed(root: Path, rows, classes: list[str], bad: dict[str, str], frames=False) -> VideoIndex:
+    """An index of (path, label or labels) rows whose files (`frames`: folders of frames)
+    should exist under `root`."""
     lookup = {c: i for i, c in enumerate(classes)}
     index = VideoIndex(root, [], classes, dict(bad))
     for name, labels in rows:
@@ -210,8 +217,8 @@ def _listed(root: Path, rows, classes: list[str], bad: dict[str, str]) -> VideoI
         unknown = [label for label, k in zip(labels, ks) if k is None]
         if unknown:
             index.skipped[name] = f"unknown label '{unknown[0]}'"
-        elif not (root / name).is_file():
-            index.skipped[name] = "missing file"
+        elif not ((root / name).is_dir() if frames else (root / name).is_file()):
+            index.skipped[name] = "missing frame folder" if frames else "missing file"
         else:
             index.add(name, tuple(ks))
     return index
@@ -372,3 +379,41 @@ def _read_ssv2(source: Path, root, split, classes) -> VideoIndex:
             continue
         rows.append((f"{vid}.webm", template.replace("[", "").replace("]", "")))
     return _listed(root, rows, list(classes), bad)
+
+
+# ---------------------------------------------------------------- Something-Something v1
+
+SSV1_LABELS = "something-something-v1-labels.csv"
+SSV1_SPLITS = {"train": "train", "val": "validation", "validation": "validation"}
+
+
+def _read_ssv1(source: Path, root, split, classes) -> VideoIndex:
+    if source.is_dir():
+        part = SSV1_SPLITS.get(split or "train")
+        listing = source / f"something-something-v1-{part}.csv"
+        if part is None or not listing.is_file():
+            raise CsnError(
+                f"no {split or 'train'} split (something-something-v1-train.csv or "
+                "-validation.csv)",
+                filename=str(source),
+                hint="--split train or --split val",
+            )
+        folder = source
+    else:
+        listing, folder = source, source.parent
+    if classes is None:
+        labels = folder / SSV1_LABELS
+        if not labels.is_file():
+            raise CsnError(f"no {SSV1_LABELS} beside the list", filename=str(listing))
+        classes = [label for _, label in _lines(labels)]
+    if root is None:
+        frames = folder / "20bn-something-something-v1"
+        root = frames if frames.is_dir() else folder
+    rows, bad = [], {}
+    for n, line in _lines(listing):
+        vid, sep, label = (part.strip() for part in line.partition(";"))
+        if not sep or not vid or not label:
+            bad[f"{listing.name}:{n}"] = f"expected `id;label`, got '{_short(line)}'"
+        else:
+            rows.append((vid, label))
+    return _listed(root, rows, list(classes), bad, frames=True)
