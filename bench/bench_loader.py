@@ -3,6 +3,13 @@ second, through torch DataLoader workers and through the thread pool the Flax pa
 
     python bench/bench_loader.py                       # synthetic videos in a temp folder
     python bench/bench_loader.py --data train.csv --frames 8 --crop 224 --scale 256 320
+    python bench/bench_loader.py --seek                # seeking decoder vs decoding from frame 0
+
+`--seek` times, on 10-second 30 fps videos (mpeg4 as `data synth` writes them, or `--codec h264`:
+x264's default GOP of 250 frames and B-frames),
+one clip at the start, the middle and the end of a video, and the thread-pool loader's clips/s,
+with the seeking decoder and the old way (decode from frame 0, FFmpeg's own threads) in the same
+run. Goals: end/start <= 2x, loader >= 3x the old way.
 """
 
 from __future__ import annotations
@@ -24,14 +31,24 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--batches", type=int, default=12)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seek", action="store_true", help="seek figures instead (see above)")
+    p.add_argument(
+        "--codec",
+        choices=("mpeg4", "h264"),
+        default="mpeg4",
+        help="--seek: the videos' codec: mpeg4 as `data synth` writes (GOP 12) or x264 (GOP 250)",
+    )
+    p.add_argument("--repeat", type=int, default=5, help="--seek: timings per clip (median)")
     args = p.parse_args()
+    if args.seek:
+        seek_figures(args)
+        return
 
     import torch
 
     from csnspec.data.dataset import TrainClips, open_index
     from csnspec.data.loader import BatchPlan, threaded_batches
     from csnspec.data.synth import synthesize
-    from csnspec.data.transforms import ClipOptions
     from csnspec.train.torch_loop import torch_collate
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,13 +57,7 @@ def main() -> None:
             synthesize(tmp, classes=6, videos=20, frames=32, size=args.size, seed=0)
             data = str(Path(tmp) / "train.csv")
         index = open_index(data)
-        opts = ClipOptions(
-            frames=args.frames,
-            rate=args.rate,
-            crop=args.crop,
-            scale_min=args.scale[0],
-            scale_max=args.scale[1],
-        )
+        opts = clip_options(args)
         ds = TrainClips(index, opts, seed=0)
         print(
             f"{len(index)} videos, clips {args.frames}x{args.crop}x{args.crop} every "
@@ -68,6 +79,95 @@ def main() -> None:
                     clips = sum(len(b) for b in threaded_batches(ds, plan, workers))
                 rate = clips / (time.perf_counter() - t0)
                 print(f"{kind:<22}{workers:>8}{rate:>10.1f}")
+
+
+def clip_options(args):
+    from csnspec.data.transforms import ClipOptions
+
+    return ClipOptions(
+        frames=args.frames,
+        rate=args.rate,
+        crop=args.crop,
+        scale_min=args.scale[0],
+        scale_max=args.scale[1],
+    )
+
+
+def seek_figures(args) -> None:
+    import functools
+
+    import numpy as np
+
+    from csnspec.data.dataset import TrainClips, open_index
+    from csnspec.data.decode import read_frames
+    from csnspec.data.loader import BatchPlan, threaded_batches
+    from csnspec.data.synth import motions, render, write_mp4
+    from csnspec.data.transforms import clip_indices
+
+    write = write_mp4 if args.codec == "mpeg4" else write_h264
+    old = functools.partial(read_frames, seek=False, threads=0)
+    opts = clip_options(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        rows = []
+        for k, motion in enumerate(motions(6, args.size)):
+            for i in range(2):
+                rel = f"{motion.name}/{i}.mp4"
+                video = render(np.random.default_rng([k, i]), motion, 300, args.size)
+                write(tmp / rel, video, 30)
+                rows.append(f"{rel},{motion.name}")
+        (tmp / "train.csv").write_text("\n".join(rows) + "\n")
+        video = tmp / rows[0].split(",")[0]
+
+        def size(h, w):
+            return (h, w)
+
+        print(
+            f"one {opts.frames}-frame clip every {opts.rate} frames of a 300-frame video (ms, best of --repeat)"
+        )
+        print(f"{'decoder':<26}{'start':>8}{'middle':>8}{'end':>8}{'end/start':>11}")
+        for name, reader in (("seek (PyAV, 1 thread)", read_frames), ("from frame 0 (old)", old)):
+            ms = []
+            for start in (0, 150 - opts.span // 2, 300 - opts.span):
+                reader(video, lambda n, s=start: clip_indices(s, n, opts), size)  # warm
+                times = []
+                for _ in range(args.repeat):
+                    t0 = time.perf_counter()
+                    reader(video, lambda n, s=start: clip_indices(s, n, opts), size)
+                    times.append(time.perf_counter() - t0)
+                ms.append(1000 * min(times))  # the least disturbed by other processes
+            print(f"{name:<26}{ms[0]:>8.1f}{ms[1]:>8.1f}{ms[2]:>8.1f}{ms[2] / ms[0]:>10.1f}x")
+
+        index = open_index(tmp / "train.csv")
+        rates = {}
+        for workers in args.workers:
+            if workers == 0:
+                continue
+            for name, reader in (("seek", read_frames), ("old", old)):
+                ds = TrainClips(index, opts, seed=0, reader=reader)
+                plan = BatchPlan(len(index), args.batch, 0, 0, args.batches)
+                t0 = time.perf_counter()
+                clips = sum(len(b) for b in threaded_batches(ds, plan, workers))
+                rates[name, workers] = clips / (time.perf_counter() - t0)
+            print(
+                f"thread pool, {workers} workers, 10 s 30 fps videos: seek "
+                f"{rates['seek', workers]:.1f} clips/s, old {rates['old', workers]:.1f} clips/s, "
+                f"{rates['seek', workers] / rates['old', workers]:.1f}x"
+            )
+
+
+def write_h264(path: Path, video, fps: int = 30) -> None:
+    """H.264 as people download it: x264's default GOP (250) and B-frames."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast"})
+        stream.height, stream.width = video.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        for frame in video:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
 
 
 if __name__ == "__main__":

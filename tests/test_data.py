@@ -89,11 +89,11 @@ def test_list_index_reports_unknown_labels_and_missing_files(small, tmp_path):
 
 
 def test_list_index_errors_are_clear(tmp_path):
-    with pytest.raises(CsnError, match="no such dataset"):
+    with pytest.raises(CsnError, match="absent.csv: error: no such dataset"):
         open_index(tmp_path / "absent.csv")
     bad = tmp_path / "bad.csv"
-    bad.write_text("just-a-path.mp4\n")
-    with pytest.raises(CsnError, match=r"bad.csv:1: expected `path,label`"):
+    bad.write_text("path,label\njust-a-path.mp4\n")
+    with pytest.raises(CsnError, match=r"bad.csv: error: no usable video \(1 entries skipped\)"):
         open_index(bad)
 
 

@@ -1,9 +1,11 @@
-"""`csnspec data synth OUT ...`: write synthetic motion videos; `csnspec data index DATA`: list
-what a dataset holds and what would be skipped."""
+"""`csnspec data synth OUT ...`: write synthetic motion videos; `csnspec data index SOURCE`: list
+what a dataset holds and every entry a run would skip."""
 
 from __future__ import annotations
 
 import json
+import sys
+from collections import Counter
 
 
 def register(sub) -> None:
@@ -21,9 +23,31 @@ def register(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(run=run_synth)
 
-    i = actions.add_parser("index", help="count a dataset's videos and classes, list skipped ones")
-    i.add_argument("data", metavar="DATA", help="a folder of class folders or a `path,label` list")
-    i.add_argument("--root", help="folder the list's paths are relative to")
+    from ..data.formats import FORMATS
+
+    i = actions.add_parser(
+        "index",
+        help="count a dataset's videos and classes, list every entry skipped and why",
+        description="Read a dataset as training and evaluation would, decode every video "
+        "(unless --no-probe) and list each entry skipped, by name, with the reason.",
+    )
+    i.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="a folder of class folders, a list file (path,label CSV, Kinetics CSV, MMAction2 "
+        "list, Something-Something JSON) or a dataset folder",
+    )
+    i.add_argument("--root", help="folder the videos are in (default: beside the list)")
+    i.add_argument("--format", choices=FORMATS, help="the dataset's format (default: detected)")
+    i.add_argument("--split", help="the split to read (train, val) where SOURCE holds several")
+    i.add_argument("--json", action="store_true", help="print the result as JSON")
+    i.add_argument(
+        "--no-probe",
+        dest="probe",
+        action="store_false",
+        help="do not open the videos (faster; corrupt files are then not found)",
+    )
+    i.add_argument("--workers", type=int, default=2, help="threads probing videos (default 2)")
     i.set_defaults(run=run_index)
 
 
@@ -45,10 +69,48 @@ def run_synth(args) -> int:
 
 
 def run_index(args) -> int:
-    from ..data.dataset import open_index
+    from ..data.formats import open_dataset
+    from ..data.probe import probe, without
 
-    index = open_index(args.data, args.root)
-    print(f"{args.data}: {len(index)} videos, {len(index.classes)} classes")
-    for name, why in sorted(index.skipped.items()):
-        print(f"  skipped {name}: {why}")
+    index = open_dataset(
+        args.source, root=args.root, format=args.format, split=args.split, allow_empty=True
+    )
+    listed = len(index)
+    if args.probe:
+        index = without(index, probe(index, args.workers))
+    per_class = Counter(index.classes[k] for _, k in index.videos)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "source": str(args.source),
+                    "format": index.format,
+                    "root": str(index.root),
+                    "probed": args.probe,
+                    "videos": len(index),
+                    "classes": [{"name": c, "videos": per_class[c]} for c in index.classes],
+                    "skipped": [{"name": n, "reason": r} for n, r in sorted(index.skipped.items())],
+                },
+                indent=1,
+            )
+        )
+    else:
+        print(
+            f"{args.source} ({index.format}, videos in {index.root}): {len(index)} videos, "
+            f"{len(index.classes)} classes, {len(index.skipped)} skipped"
+        )
+        empty = [c for c in index.classes if not per_class[c]]
+        if empty:
+            print(
+                f"  classes without a video: {', '.join(empty[:20])}" + (" ..." * (len(empty) > 20))
+            )
+        for name, why in sorted(index.skipped.items()):
+            print(f"  skipped {name}: {why}")
+        if args.probe:
+            print(f"  every one of the {listed} videos listed was opened and decoded")
+        else:
+            print(f"  the {listed} videos were not opened (--no-probe): corrupt ones are not found")
+    if not len(index):
+        print(f"{args.source}: error: no usable video", file=sys.stderr)
+        return 2
     return 0
