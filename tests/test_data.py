@@ -93,7 +93,7 @@ def test_list_index_errors_are_clear(tmp_path):
         open_index(tmp_path / "absent.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("just-a-path.mp4\n")
-    with pytest.raises(CsnError, match=r"bad.csv:1: expected `path,label`"):
+    with pytest.raises(CsnError, match=r"bad.csv:1: error: expected `path,label`"):
         open_index(bad)
 
 

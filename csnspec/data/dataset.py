@@ -58,13 +58,15 @@ def open_index(data, root=None, classes: list[str] | None = None) -> VideoIndex:
         return _index_folder(data, classes)
     if data.is_file():
         return _index_list(data, Path(root) if root else data.parent, classes)
-    raise CsnError(f"{data}: no such dataset (a folder of class folders or a `path,label` list)")
+    raise CsnError(
+        "no such dataset (a folder of class folders or a `path,label` list)", filename=str(data)
+    )
 
 
 def _index_folder(root: Path, classes) -> VideoIndex:
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not found:
-        raise CsnError(f"{root}: no class folders (expected root/<class>/<video>)")
+        raise CsnError("no class folders (expected root/<class>/<video>)", filename=str(root))
     classes = list(classes) if classes is not None else found
     lookup = {c: i for i, c in enumerate(classes)}
     index = VideoIndex(root, [], classes)
@@ -78,7 +80,7 @@ def _index_folder(root: Path, classes) -> VideoIndex:
             else:
                 index.skipped[rel] = f"unknown label '{name}'"
     if not index.videos:
-        raise CsnError(f"{root}: no videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
+        raise CsnError(f"no videos ({', '.join(sorted(VIDEO_SUFFIXES))})", filename=str(root))
     return index
 
 
@@ -90,10 +92,10 @@ def _index_list(path: Path, root: Path, classes) -> VideoIndex:
             continue
         name, sep, label = line.rpartition(",")
         if not sep or not name.strip() or not label.strip():
-            raise CsnError(f"{path}:{n}: expected `path,label`, got '{line}'")
+            raise CsnError(f"expected `path,label`, got '{line}'", filename=f"{path}:{n}")
         rows.append((name.strip(), label.strip()))
     if not rows:
-        raise CsnError(f"{path}: no videos listed")
+        raise CsnError("no videos listed", filename=str(path))
     if classes is None:
         beside = path.parent / "classes.json"
         if beside.is_file():
@@ -118,7 +120,7 @@ def _index_list(path: Path, root: Path, classes) -> VideoIndex:
     for name, why in index.skipped.items():
         log.warning("skipping %s: %s", name, why)
     if not index.videos:
-        raise CsnError(f"{path}: none of the {len(rows)} listed videos can be used")
+        raise CsnError(f"none of the {len(rows)} listed videos can be used", filename=str(path))
     return index
 
 

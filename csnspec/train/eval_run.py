@@ -75,7 +75,10 @@ def evaluate(cfg: EvalConfig) -> dict:
             from .torch_eval import predictor
         else:
             from .flax_eval import predictor
-        predict = predictor(module, low, len(index.classes), weights, cfg.device)
+        try:
+            predict = predictor(module, low, len(index.classes), weights, cfg.device)
+        except CsnError as err:  # the weights do not fit: about the weights file
+            raise err.located(None, str(cfg.weights)) from None
         scores = Scores()
         chunks = [
             list(range(i, min(i + cfg.batch, len(index)))) for i in range(0, len(index), cfg.batch)
