@@ -225,3 +225,15 @@ def test_errors_about_no_file_are_not_labelled_spec():
     assert (
         str(CsnError("--batch must be at least 1")) == "csnspec: error: --batch must be at least 1"
     )
+
+
+def test_weights_convert_refuses_to_write_over_its_input(tmp_path, spec, capsys):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"refused before it is read")
+    _fails(
+        capsys,
+        ["weights", "convert", "--spec", str(spec), str(weights), str(weights)],
+        f"{weights}: error:",
+        "is also an input",
+    )
+    assert weights.read_bytes() == b"refused before it is read"
