@@ -340,3 +340,11 @@ def test_the_scan_of_random_bytes_refuses_or_passes(data):
         scan(data)
     except PickleRefused:
         pass
+
+
+def test_legacy_torch_files_are_scanned_and_still_read(tmp_path):
+    path = tmp_path / "legacy.pth"
+    torch.save(
+        {"state_dict": {"a.weight": torch.ones(2, 3)}}, path, _use_new_zipfile_serialization=False
+    )
+    assert torch.equal(read_checkpoint(path)["a.weight"], torch.ones(2, 3))
