@@ -82,17 +82,20 @@ def check_target(path, inputs=()) -> Path:
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
             raise CsnError(
-                "is a folder, not a file", filename=shown, hint="give a file name inside it"
+                "the output is a folder, not a file",
+                filename=shown,
+                hint="give a file name inside it",
             )
         if not stat.S_ISREG(st.st_mode):
             raise CsnError(
-                f"is a {_kind(st.st_mode)}, not a regular file; csnspec replaces only regular files",
+                f"the output is a {_kind(st.st_mode)}, not a regular file; csnspec replaces only "
+                "regular files",
                 filename=shown,
             )
     for given in inputs:
         if given is not None and str(given) != "" and _same(target, given):
             raise CsnError(
-                f"is also an input ({given}); csnspec will not write over its input",
+                f"the output is also an input ({given}); csnspec will not write over its input",
                 filename=shown,
                 hint="choose another output path",
             )

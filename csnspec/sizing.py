@@ -5,8 +5,8 @@ elements of every op's output per clip); what a command keeps of them is its `Us
 float32 copies of the parameters (weights, gradients, optimiser state, converted copies) and of
 the activations per clip (kept for backward, float64 references). `check_fits` prints one line
 with the sizes and refuses, with a CsnError naming the spec, a model that cannot fit in the
-memory available: the device's free memory for CUDA, else the machine's available memory, or
-the limit in the environment variable CSNSPEC_MEMORY_LIMIT (bytes, or with K, M, G, T) if lower.
+memory available: the device's free memory for CUDA, else the machine's available memory; the
+environment variable CSNSPEC_MEMORY_LIMIT (bytes, or with K, M, G, T) replaces that when set.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def footprint(low) -> Footprint:
 
 def available_bytes(device: str = "cpu") -> int | None:
     """Memory a new model can use: free device memory for CUDA, else the machine's available
-    memory; lowered to CSNSPEC_MEMORY_LIMIT if set. None when nothing says."""
+    memory; CSNSPEC_MEMORY_LIMIT instead, if set. None when nothing says."""
     found = None
     if device.startswith("cuda"):
         try:
@@ -74,8 +74,7 @@ def available_bytes(device: str = "cpu") -> int | None:
         found = _host_available()
     limit = os.environ.get(LIMIT_ENV)
     if limit:
-        cap = parse_bytes(limit)
-        found = cap if found is None else min(found, cap)
+        return parse_bytes(limit)  # the user knows better (swap, another device): replaces it
     return found
 
 
@@ -105,8 +104,8 @@ def check_fits(
         raise CsnError(
             f"the model cannot fit: {line}",
             filename=filename,
-            hint=f"use fewer classes or a smaller input or batch; {LIMIT_ENV} sets the limit "
-            "(it can only lower what the machine has)",
+            hint=f"use fewer classes or a smaller input or batch; if the estimate is wrong for "
+            f"this machine, set {LIMIT_ENV} (e.g. {LIMIT_ENV}=64G)",
         )
     print(line, file=stream or sys.stderr)
     return need

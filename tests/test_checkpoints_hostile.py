@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -24,6 +26,7 @@ from csnspec.errors import CsnError
 from csnspec.weights import import_checkpoint, map_state
 from csnspec.weights.convert import convert_file, torch_shapes
 from csnspec.weights.io import checked_values, read_checkpoint, read_safetensors
+from csnspec.weights.pickles import PickleRefused, scan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -286,3 +289,62 @@ def test_eval_weights_are_checked_and_labelled(tmp_path):
     with pytest.raises(CsnError, match="no such weights file") as err:
         load_weights(tmp_path / "missing.safetensors")
     assert str(err.value).startswith(f"{tmp_path / 'missing.safetensors'}: error:")
+
+
+# -- fuzz: any bytes under a checkpoint's name give tensors or one CsnError --------------------
+
+
+_VALID_PKL = _array_pickle(np.arange(6, dtype="f4").reshape(2, 3))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(_VALID_PKL) - 1), st.integers(0, 255)), min_size=1, max_size=6
+    ),
+    cut=st.integers(1, len(_VALID_PKL)),
+)
+def test_mutated_pickles_give_arrays_or_one_message(tmp_path, edits, cut):
+    data = bytearray(_VALID_PKL)
+    for at, byte in edits:
+        data[at] = byte
+    path = tmp_path / "fuzz.pkl"
+    path.write_bytes(bytes(data[:cut]))
+    try:
+        state = read_checkpoint(path)
+    except CsnError as err:
+        assert str(err).startswith(f"{path}: error:")
+    else:
+        assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+nested = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@given(obj=nested, protocol=st.integers(2, 5))
+def test_the_scan_accepts_ordinary_pickles(obj, protocol):
+    scan(pickle.dumps(obj, protocol=protocol))  # raises PickleRefused if it would refuse
+
+
+@given(data=st.binary(max_size=200))
+def test_the_scan_of_random_bytes_refuses_or_passes(data):
+    try:
+        scan(data)
+    except PickleRefused:
+        pass
+
+
+def test_legacy_torch_files_are_scanned_and_still_read(tmp_path):
+    path = tmp_path / "legacy.pth"
+    torch.save(
+        {"state_dict": {"a.weight": torch.ones(2, 3)}}, path, _use_new_zipfile_serialization=False
+    )
+    assert torch.equal(read_checkpoint(path)["a.weight"], torch.ones(2, 3))

@@ -198,3 +198,42 @@ def test_fmt_write_uses_the_same_writer(tmp_path, monkeypatch):
     monkeypatch.setattr(atomic, "write_bytes", lambda p, d, **kw: (seen.append(p), real(p, d)))
     assert main(["fmt", "-w", str(path)]) == 0
     assert seen == [str(path)]
+
+
+# -- errors about a file other than the spec are labelled with that file (item 16) -------
+
+
+def test_data_list_errors_are_labelled_with_the_list(tmp_path):
+    from csnspec.data.dataset import open_index
+
+    bad = tmp_path / "list.csv"
+    bad.write_text("path,label\nclip.mp4\n")
+    with pytest.raises(CsnError) as err:
+        open_index(bad)
+    assert str(err.value).startswith(f"{bad}:2: error: expected `path,label`")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CsnError) as err:
+        open_index(empty)
+    assert str(err.value).startswith(f"{empty}: error: no class folders")
+    with pytest.raises(CsnError) as err:
+        open_index(tmp_path / "nothing")
+    assert str(err.value).startswith(f"{tmp_path / 'nothing'}: error: no such dataset")
+
+
+def test_errors_about_no_file_are_not_labelled_spec():
+    assert (
+        str(CsnError("--batch must be at least 1")) == "csnspec: error: --batch must be at least 1"
+    )
+
+
+def test_weights_convert_refuses_to_write_over_its_input(tmp_path, spec, capsys):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"refused before it is read")
+    _fails(
+        capsys,
+        ["weights", "convert", "--spec", str(spec), str(weights), str(weights)],
+        f"{weights}: error:",
+        "is also an input",
+    )
+    assert weights.read_bytes() == b"refused before it is read"

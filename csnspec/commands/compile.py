@@ -40,7 +40,7 @@ def run(args) -> int:
         )
     out_dir = Path(args.out_dir if args.out_dir is not None else f"generated/{args.backend}")
     if out_dir.exists() and not out_dir.is_dir():
-        raise CsnError("is a file, not a folder", filename=str(out_dir))
+        raise CsnError("--out-dir is a file, not a folder", filename=str(out_dir))
     # Render everything first: a failing spec leaves no file written or half-written.
     outputs: dict[Path, tuple[str, str]] = {}
     for path in args.files:
@@ -52,8 +52,7 @@ def run(args) -> int:
                 filename=str(target),
                 hint="give each spec its own network name, or compile them one at a time with -o",
             )
-        if not args.check:
-            check_target(target, inputs=args.files)
+        check_target(target, inputs=args.files)  # --check reads it: the same rules hold
         outputs[target] = (path, render(lower(net), args.backend))
     if args.check:
         stale = [

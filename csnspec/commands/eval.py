@@ -24,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--allow-nonfinite", action="store_true", help="accept NaN or inf weights")
     p.set_defaults(run=run)
 
 
@@ -58,6 +59,7 @@ def run(args) -> int:
         workers=args.workers,
         device=args.device,
         progress=not args.no_progress,
+        allow_nonfinite=args.allow_nonfinite,
     )
     result = evaluate(cfg)
     if args.json:

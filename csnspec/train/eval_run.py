@@ -30,6 +30,7 @@ class EvalConfig:
     workers: int = 2
     device: str = "auto"
     progress: bool = True
+    allow_nonfinite: bool = False  # weights with NaN or inf (refused by default, named)
 
 
 def find_classes(cfg: EvalConfig) -> list[str] | None:
@@ -64,7 +65,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         raise CsnError(f"--test-scale {cfg.opts.test_scale} is smaller than --crop {cfg.opts.crop}")
     index = open_index(cfg.data, cfg.root, find_classes(cfg))
     net = net.with_input(classes=len(index.classes))
-    weights = load_weights(cfg.weights)
+    weights = load_weights(cfg.weights, allow_nonfinite=cfg.allow_nonfinite)
     seen = dict(index.skipped)
     with tempfile.TemporaryDirectory(prefix="csnspec-eval-") as tmp:
         path = Path(tmp) / f"model_{cfg.backend}.py"
@@ -75,7 +76,10 @@ def evaluate(cfg: EvalConfig) -> dict:
             from .torch_eval import predictor
         else:
             from .flax_eval import predictor
-        predict = predictor(module, low, len(index.classes), weights, cfg.device)
+        try:
+            predict = predictor(module, low, len(index.classes), weights, cfg.device)
+        except CsnError as err:  # the weights do not fit: about the weights file
+            raise err.located(None, str(cfg.weights)) from None
         scores = Scores()
         chunks = [
             list(range(i, min(i + cfg.batch, len(index)))) for i in range(0, len(index), cfg.batch)

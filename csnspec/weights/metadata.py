@@ -99,8 +99,12 @@ def read_pretrained_cfg(path) -> dict | None:
     """The preprocessing recorded in a .safetensors file, or None if it records none.
 
     Only the header is read. A file whose record is malformed is an error naming the file."""
+    from pathlib import Path
+
     from safetensors import SafetensorError, safe_open
 
+    if not Path(path).is_file():
+        raise CsnError("no such weights file", filename=str(path))
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
