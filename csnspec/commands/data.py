@@ -117,7 +117,9 @@ def run_index(args) -> int:
         for name, why in sorted(index.skipped.items()):
             print(f"  skipped {name}: {why}")
         if args.probe:
-            print(f"  every one of the {listed} videos listed was opened and decoded")
+            print(
+                f"  probed: the {listed} videos found were opened and decoded (first, last frame)"
+            )
         else:
             print(f"  the {listed} videos were not opened (--no-probe): corrupt ones are not found")
     if not len(index):
