@@ -292,3 +292,25 @@ def test_something_something_v1_frame_folders(tmp_path):
     for k, i in enumerate([4, 0]):  # JPEG is lossy: the nearest frame is the one asked for
         errors = [np.abs(got[k].astype(int) - frame).mean() for frame in video]
         assert int(np.argmin(errors)) == i
+
+
+@pytest.mark.parametrize("layout", ["kinetics", "mmaction", "ssv2"])
+def test_synth_writes_each_layout_and_open_dataset_reads_it_back(tmp_path, capsys, layout):
+    from csnspec.data.layouts import ssv2_id
+
+    args = ["data", "synth", str(tmp_path), "--classes", "3", "--videos", "2", "--frames", "6"]
+    assert main([*args, "--size", "16", "--layout", layout]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    names = sorted(m.name for m in motions(3, 16))
+    for split, count in (("train", 3), ("test", 3)):
+        index = open_dataset(tmp_path / summary["lists"][split])
+        assert index.format == layout and index.classes == names
+        assert len(index) == count and not index.skipped
+        for rel, k in index.videos:
+            if layout == "ssv2":  # the id says which motion it shows
+                j = next(j for j in range(3) for i in range(2) if rel == f"{ssv2_id(j, i)}.webm")
+                assert motions(3, 16)[j].name == names[k]
+            else:
+                assert rel.split("/")[-2] == names[k]
+    assert main(["data", "index", str(tmp_path / summary["lists"]["train"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["videos"] == 3

@@ -9,6 +9,9 @@ from collections import Counter
 
 
 def register(sub) -> None:
+    from ..data.formats import FORMATS
+    from ..data.layouts import LAYOUTS
+
     p = sub.add_parser("data", help="synthetic videos and dataset checks")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -21,9 +24,15 @@ def register(sub) -> None:
     s.add_argument("--fps", type=int, default=15)
     s.add_argument("--test-fraction", type=float, default=0.25, help="share of videos in test.csv")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="folders",
+        help="lay the videos and lists out as a real dataset is downloaded: class folders with "
+        "train.csv/test.csv (default), the Kinetics CSVs, MMAction2 video lists or "
+        "Something-Something v2 (webm)",
+    )
     s.set_defaults(run=run_synth)
-
-    from ..data.formats import FORMATS
 
     i = actions.add_parser(
         "index",
@@ -63,6 +72,7 @@ def run_synth(args) -> int:
         seed=args.seed,
         test_fraction=args.test_fraction,
         fps=args.fps,
+        layout=args.layout,
     )
     print(json.dumps(summary, indent=1))
     return 0
@@ -107,7 +117,9 @@ def run_index(args) -> int:
         for name, why in sorted(index.skipped.items()):
             print(f"  skipped {name}: {why}")
         if args.probe:
-            print(f"  every one of the {listed} videos listed was opened and decoded")
+            print(
+                f"  probed: the {listed} videos found were opened and decoded (first, last frame)"
+            )
         else:
             print(f"  the {listed} videos were not opened (--no-probe): corrupt ones are not found")
     if not len(index):

@@ -90,7 +90,8 @@ def read_frames(
     except VideoError:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError, RuntimeError) as err:
-        raise VideoError(f"cannot decode: {err}") from None
+        # FFmpeg's own words, without the errno and the path the caller already names
+        raise VideoError(f"cannot decode: {getattr(err, 'strerror', None) or err}") from None
     if not frames:
         raise VideoError("no frames")
     rgb = _rgb(*size(frames[0].height, frames[0].width))

@@ -8,14 +8,12 @@ A single frame carries no information about the class.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text
 from ..errors import CsnError
 
 # Directions a horizontal flip maps onto themselves: sideways videos go left or right at
@@ -83,14 +81,23 @@ def render(rng: np.random.Generator, motion: Motion, frames: int, size: int) -> 
 
 def write_mp4(path, video: np.ndarray, fps: int = 15) -> None:
     """Encode frames with PyAV's mpeg4 codec (always built into FFmpeg, deterministic)."""
+    _encode(path, video, fps, "mp4", "mpeg4")
+
+
+def write_webm(path, video: np.ndarray, fps: int = 15) -> None:
+    """Encode frames as VP8 in WebM (Something-Something v2's container)."""
+    _encode(path, video, fps, "webm", "libvpx")
+
+
+def _encode(path, video: np.ndarray, fps: int, container_format: str, codec: str) -> None:
     import av
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     height, width = video.shape[1:3]
-    with av.open(str(tmp), "w", format="mp4") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
+    with av.open(str(tmp), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.bit_rate = 4_000_000  # near-lossless at these sizes
         stream.codec_context.thread_count = 1  # identical bytes for a seed
@@ -111,30 +118,40 @@ def synthesize(
     seed: int = 0,
     test_fraction: float = 0.25,
     fps: int = 15,
+    layout: str = "folders",
 ) -> dict:
-    """Write `videos` mp4 files per class under `out/<class>/`, train.csv, test.csv and
-    classes.json; return a summary. The same arguments always give the same videos."""
+    """Write `videos` videos per class and the lists of a train and a test split in `layout`
+    (see `layouts.LAYOUTS`; by default mp4 files under `out/<class>/`, train.csv, test.csv and
+    classes.json); return a summary. The same arguments always give the same videos, whatever
+    the layout."""
+    from .layouts import LAYOUTS, video_path, write_lists
+
+    if layout not in LAYOUTS:
+        raise CsnError(f"--layout must be one of {', '.join(LAYOUTS)} (got '{layout}')")
     if size % 2 or size < 16:
         raise CsnError(f"--size must be even and at least 16 (got {size})")
     if frames < 2 or videos < 2:
         raise CsnError("synthetic data needs at least 2 frames and 2 videos per class")
     out = Path(out)
     kinds = motions(classes, size)
+    names = sorted(m.name for m in kinds)
     n_test = max(1, round(videos * test_fraction))
     rows = {"train": [], "test": []}
     for k, motion in enumerate(kinds):
         for i in range(videos):
             rng = np.random.default_rng([seed, k, i])
-            rel = f"{motion.name}/{motion.name}_{i:04d}.mp4"
-            write_mp4(out / rel, render(rng, motion, frames, size), fps)
-            rows["test" if i < n_test else "train"].append(f"{rel},{motion.name}")
-    names = [m.name for m in kinds]
-    write_text(out / "classes.json", json.dumps(sorted(names), indent=1) + "\n")
-    for split, lines in rows.items():
-        write_text(out / f"{split}.csv", "\n".join(lines) + "\n")
+            rel = video_path(layout, motion.name, k, i)
+            write = write_webm if rel.endswith(".webm") else write_mp4
+            write(out / rel, render(rng, motion, frames, size), fps)
+            rows["test" if i < n_test else "train"].append(
+                (rel, motion.name, names.index(motion.name))
+            )
+    lists = write_lists(out, layout, rows, names)
     return {
         "root": str(out),
+        "layout": layout,
         "classes": {m.name: m.speed for m in kinds},
         "train": len(rows["train"]),
         "test": len(rows["test"]),
+        "lists": lists,
     }
