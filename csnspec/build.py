@@ -459,6 +459,11 @@ def _compact_stages(st: lark.Tree, spans: dict) -> list:
     opts = _options(opt_nodes, STAGES_OPTIONS, "a `stages` line")
     count_toks = [c for c in counts.children if c.type == "INT"]
     n = len(count_toks)
+    if n > MAX_BLOCKS:  # refused before the default widths (64 * 2**i) grow without bound
+        raise CsnError(
+            f"the `stages` line lists {n} stages; csnspec takes at most {MAX_BLOCKS} blocks",
+            Span.of(st.children[0]),
+        )
     block = _block_options(fam, fam_tok, opts)
     widths = opts["widths"].value if "widths" in opts else [DEFAULT_WIDTH * 2**i for i in range(n)]
     strides = (

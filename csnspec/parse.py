@@ -12,10 +12,11 @@ from .syntax import Language, parse_with
 
 GRAMMAR = Path(__file__).parent / "grammar" / "csn.lark"
 
-# Specs are refused past this size before parsing (docs/language.md, "Files"): the largest
-# real network (ResNet-1001) is a few hundred bytes, and a runaway file must not cost
-# seconds and gigabytes to refuse.
-MAX_SPEC_BYTES = 1_000_000
+# Specs (and spaces) are refused past this size before parsing (docs/language.md, "Files"):
+# a real spec is a few hundred bytes, the largest one `stages` line can usefully be (1,000
+# stages with widths and strides) about 15 KB; lark reads some 20-50 tokens per millisecond,
+# so this bounds the worst file (every character a token) to a few seconds.
+MAX_SPEC_BYTES = 64 * 1024
 
 STATEMENTS = ("network", "input", "classes", "norm", "stem", "stages", "stage", "head")
 
@@ -84,15 +85,19 @@ def _parser() -> lark.Lark:
     )
 
 
+def _too_large(filename: str | None, what: str) -> CsnError:
+    return CsnError(
+        f"the {what} is larger than {MAX_SPEC_BYTES // 1024} KiB; csnspec reads no larger {what}s",
+        filename=filename,
+        hint="a whole network takes a few lines; is this the right file?",
+    )
+
+
 def check_size(text: str, filename: str | None, what: str = "spec") -> None:
     """Refuse a text past MAX_SPEC_BYTES before any parsing."""
-    if len(text) > MAX_SPEC_BYTES:
-        raise CsnError(
-            f"the {what} is {len(text):,} characters long; csnspec reads {what}s of at most "
-            f"{MAX_SPEC_BYTES:,}",
-            filename=filename,
-            hint="a whole network takes a few lines; is this the right file?",
-        )
+    # (characters, not bytes: at most 4 bytes each, so a cheap bound before encoding)
+    if len(text) > MAX_SPEC_BYTES or len(text.encode("utf-8")) > MAX_SPEC_BYTES:
+        raise _too_large(filename, what)
 
 
 def parse_tree(text: str, filename: str | None = None) -> lark.Tree:
@@ -116,27 +121,23 @@ def parse(text: str, filename: str | None = None):
     return net
 
 
-def read_spec(path) -> str:
-    """The text of a spec file, or a CsnError that says why it cannot be read."""
+def read_spec(path, what: str = "spec") -> str:
+    """The text of a spec (or space) file, or a CsnError that says why it cannot be read."""
     path = Path(path)
     try:
         with path.open("rb") as file:
-            data = file.read(MAX_SPEC_BYTES + 1)
+            data = file.read(MAX_SPEC_BYTES + 1)  # a bounded read: the file may be /dev/zero
     except OSError as err:
-        raise CsnError(f"cannot read spec: {err.strerror or err}", filename=str(path)) from None
+        raise CsnError(f"cannot read {what}: {err.strerror or err}", filename=str(path)) from None
     if len(data) > MAX_SPEC_BYTES:
-        raise CsnError(
-            f"the spec is larger than {MAX_SPEC_BYTES:,} bytes; csnspec reads no larger specs",
-            filename=str(path),
-            hint="a whole network takes a few lines; is this the right file?",
-        )
+        raise _too_large(str(path), what)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         before = normalize_newlines(data[: err.start].decode("utf-8", "replace"))
         line = before.count("\n") + 1
         raise CsnError(
-            f"cannot read spec: not UTF-8 text (byte 0x{data[err.start]:02x} on line {line})",
+            f"cannot read {what}: not UTF-8 text (byte 0x{data[err.start]:02x} on line {line})",
             filename=str(path),
             hint="save the file as UTF-8; the language itself is plain ASCII",
         ) from None

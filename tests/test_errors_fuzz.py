@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from conftest import SPECS
-from hypothesis import given, settings
+from hypothesis import assume, given, reject, settings
 from hypothesis import strategies as st
 from strategies import networks
 
@@ -99,6 +100,7 @@ TOKENS = [
     "class",
     "__import__",
     "None",
+    "stem maxpool 1x3x3",  # a stem of max-pools only (issue 14 item 1)
 ]
 INTERNAL = re.compile(r"__ANON|_NL\b|\$END|Token\(|Tree\(|\blark\b|LSQB|RSQB|\bDIMS\b")
 
@@ -127,9 +129,9 @@ def _mutate(draw, text: str) -> str:
 
 
 @st.composite
-def mutants(draw, seeds):
+def mutants(draw, seeds, most: int = 4):
     text = draw(seeds)
-    for _ in range(draw(st.integers(1, 4))):
+    for _ in range(draw(st.integers(1, most))):
         text = _mutate(draw, text)
     return text
 
@@ -187,3 +189,88 @@ def test_mutated_random_specs(text):
 @given(st.lists(st.sampled_from(CHARS + TOKENS + [" "] * 8), max_size=40).map("".join))
 def test_token_soup(text):
     check(text)
+
+
+# -- every accepted spec compiles, for both backends -------------------------------------------
+
+KNOWN_FLAX_MAXPOOL_STEM = "the flax backend writes an empty __init__ for a stem of max-pools only"
+
+
+def _import_source(text: str, name: str):
+    import importlib.util
+
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
+    exec(compile(text, f"<generated {name}>", "exec"), module.__dict__)  # noqa: S102 - our output
+    return module
+
+
+def compiles_for_torch(low, report) -> None:
+    """The torch module imports, builds on the meta device, and has the IR's params and shape."""
+    import torch
+    from torch import nn
+
+    from csnspec.backends import render
+
+    module = _import_source(render(low, "torch"), "_fuzz_torch")
+    with torch.device("meta"):
+        model = module.build().eval()
+    counted = {nn.Conv3d: 0, nn.Linear: 0, nn.BatchNorm3d: 0}
+    for layer in model.modules():
+        if type(layer) in counted:
+            counted[type(layer)] += sum(p.numel() for p in layer.parameters())
+    params = counted[nn.Conv3d] + counted[nn.Linear]
+    assert (params, counted[nn.BatchNorm3d]) == (report.total.params, report.total.bn_params)
+    with torch.no_grad():
+        out = model(torch.empty(2, *low.input_shape, device="meta"))
+    assert tuple(out.shape) == (2, *low.output_shape)
+
+
+def compiles_for_flax(low, report) -> None:
+    """The flax module imports, builds abstractly, and has the IR's params and output shape."""
+    import jax
+    from flax import nnx
+
+    from csnspec.backends import render
+
+    module = _import_source(render(low, "flax"), "_fuzz_flax")
+    model = nnx.eval_shape(module.build)
+    params = sum(v.get_raw_value().size for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    assert params == report.total.params + report.total.bn_params
+    model.eval()
+    x = jax.ShapeDtypeStruct((2, *low.input_shape[1:], low.input_shape[0]), "float32")
+    assert nnx.eval_shape(lambda m, x: m(x), model, x).shape == (2, *low.output_shape)
+
+
+def _maxpool_only_stem(net) -> bool:
+    return bool(net.stem) and all(layer.kind == "maxpool" for layer in net.stem)
+
+
+@settings(max_examples=max(3, SCALE // 100))  # 3 accepted mutants in ci, 50 when thorough
+@given(mutants(networks(small=True).map(csnspec.format_spec), most=1))
+def test_accepted_mutants_compile_for_both_backends(text):
+    pytest.importorskip("torch")
+    pytest.importorskip("flax")
+    try:
+        net = csnspec.parse(text)
+    except csnspec.CsnError:
+        reject()
+    low = csnspec.lower(net)
+    assume(low.input_shape[1] * low.input_shape[2] * low.input_shape[3] <= 8 * 64 * 64)
+    report = csnspec.analyse(low)
+    compiles_for_torch(low, report)
+    # (issue 14 item 1: the emitter helper's fix makes this case compile; the lead drops the
+    # exclusion and the xfail below at merge)
+    if not _maxpool_only_stem(net):
+        compiles_for_flax(low, report)
+
+
+@pytest.mark.xfail(strict=True, reason=f"issue 14 item 1: {KNOWN_FLAX_MAXPOOL_STEM}")
+def test_a_stem_of_max_pools_compiles_for_flax():
+    pytest.importorskip("flax")
+    net = csnspec.parse(
+        "network pools\ninput 3x4x32x32\nclasses 5\nstem maxpool 1x3x3\nstages simple x [1]\n"
+    )
+    low = csnspec.lower(net)
+    report = csnspec.analyse(low)
+    compiles_for_torch(low, report)  # fine today
+    compiles_for_flax(low, report)

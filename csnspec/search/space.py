@@ -22,7 +22,7 @@ import lark
 
 from ..build import build
 from ..errors import CsnError, Span, did_you_mean, normalize_newlines
-from ..parse import check_size, parse_tree
+from ..parse import check_size, parse_tree, read_spec
 from ..spec import BLOCK_OPTION, NAME_RE, family_named
 from ..syntax import Language, parse_with
 
@@ -461,12 +461,7 @@ class Space:
 
 def load_space(path) -> Space:
     """Read and check a space file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise CsnError(f"cannot read space: {err.strerror or err}", filename=str(path)) from None
-    return Space(text, str(path))
+    return Space(read_spec(path, "space"), str(path))
 
 
 def parse_space(text: str, filename: str | None = None) -> Space:
