@@ -87,7 +87,13 @@ def run_index(args) -> int:
     )
     listed = len(index)
     if args.probe:
-        index = without(index, probe(index, args.workers))
+        from tqdm import tqdm
+
+        # a bar only for people watching: a log or a pipe gets the result alone
+        with tqdm(
+            total=listed, desc="probing", unit="video", disable=not sys.stderr.isatty()
+        ) as bar:
+            index = without(index, probe(index, args.workers, lambda: bar.update(1)))
     per_class = Counter(index.classes[k] for _, k in index.videos)
     if args.json:
         print(

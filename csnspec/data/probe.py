@@ -8,9 +8,10 @@ from .decode import VideoError, read_frames
 from .formats import VideoIndex
 
 
-def probe(index: VideoIndex, workers: int = 2) -> dict[str, str]:
+def probe(index: VideoIndex, workers: int = 2, progress=None) -> dict[str, str]:
     """{video: reason} for the videos of `index` that cannot be read: its first and last frames
-    are decoded by the loaders' own decoder, so what fails here fails in training."""
+    are decoded by the loaders' own decoder, so what fails here fails in training.
+    `progress()` is called once per video probed."""
 
     def check(i: int) -> str | None:
         try:
@@ -20,7 +21,11 @@ def probe(index: VideoIndex, workers: int = 2) -> dict[str, str]:
         return None
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        reasons = list(pool.map(check, range(len(index))))
+        reasons = []
+        for why in pool.map(check, range(len(index))):
+            reasons.append(why)
+            if progress is not None:
+                progress()
     return {index.videos[i][0]: why for i, why in enumerate(reasons) if why is not None}
 
 
