@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench_depthwise import cpu_clock, race  # bench/ is the script's folder, on sys.path
 
 SPECS = {"ResNet3D-50": "resnet3d50.csn", "ir-CSN-50": "ircsn50.csn", "ip-CSN-50": "ipcsn50.csn"}
 BASELINE = "ResNet3D-50"
@@ -50,23 +51,68 @@ def generated_module(low, backend: str):
     return module
 
 
-def build(module, impl: str, **kwargs):
-    """`module.build(depthwise=impl)`; modules whose build has no depthwise choice run their default."""
+def build(module, impl: str):
+    """`module.build(depthwise=impl)`, and the label of its depthwise implementation.
+
+    A module whose build has no depthwise choice (one generated before the kernels were emitted) gets
+    its depthwise convolutions swapped for the kernels' modules here, same weights, labelled "swapped".
+    """
     if "depthwise" in inspect.signature(module.build).parameters:
-        return module.build(depthwise=impl, **kwargs), impl
-    return module.build(**kwargs), "(no choice)"
+        return module.build(depthwise=impl), impl
+    model = module.build()
+    if impl == "native":
+        return model, "native"
+    swap = swap_torch_depthwise if hasattr(model, "state_dict") else swap_flax_depthwise
+    return swap(model, impl), f"{impl} (swapped)"
 
 
-def race(variants: dict, repeats: int, clock) -> dict:
-    """The fastest of `repeats` timed calls of each variant, after one warm-up, in rotating turns."""
-    for fn in variants.values():
-        fn()
-    best = dict.fromkeys(variants, float("inf"))
-    names = list(variants)
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            best[name] = min(best[name], clock(variants[name]))
-    return best
+def swap_torch_depthwise(model, impl: str):
+    from torch import nn
+
+    from csnspec.kernels import inline_module
+
+    kernels = inline_module(
+        "torch_depthwise", "triton_depthwise", module_name="bench_torch_kernels"
+    )
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if (
+                isinstance(child, nn.Conv3d)
+                and child.groups == child.in_channels == child.out_channels > 1
+            ):
+                fast = kernels.DepthwiseConv3d(
+                    child.in_channels, child.kernel_size, child.stride, child.padding, impl
+                )
+                fast.load_state_dict(child.state_dict())
+                setattr(parent, name, fast)
+    return model
+
+
+def swap_flax_depthwise(model, impl: str):
+    from flax import nnx
+
+    from csnspec.kernels import inline_module
+
+    kernels = inline_module("jax_depthwise", module_name="bench_jax_kernels")
+    for path, child in list(nnx.iter_graph(model)):
+        groups = getattr(child, "feature_group_count", 1)
+        if (
+            isinstance(child, nnx.Conv)
+            and groups > 1
+            and groups == child.in_features == child.out_features
+        ):
+            fast = kernels.DepthwiseConv(
+                groups, child.kernel_size, child.strides, child.padding, impl=impl, rngs=nnx.Rngs(0)
+            )
+            fast.kernel[...] = child.kernel[...]
+            parent = model
+            for part in path[:-1]:
+                parent = parent[part] if isinstance(part, int) else getattr(parent, part)
+            if isinstance(path[-1], int):
+                parent[path[-1]] = fast
+            else:
+                setattr(parent, path[-1], fast)
+    return model
 
 
 def torch_variants(modules: dict, impls, batch, shape, device: str):
@@ -132,12 +178,6 @@ def flax_variants(modules: dict, impls, batch, shape, device: str):
         return now() - start
 
     return variants, clock
-
-
-def cpu_clock(fn) -> float:
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
 
 
 def main() -> int:
