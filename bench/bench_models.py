@@ -51,15 +51,15 @@ def generated_module(low, backend: str):
     return module
 
 
-def build(module, impl: str):
+def build(module, impl: str, **options):
     """`module.build(depthwise=impl)`, and the label of its depthwise implementation.
 
     A module whose build has no depthwise choice (one generated before the kernels were emitted) gets
     its depthwise convolutions swapped for the kernels' modules here, same weights, labelled "swapped".
     """
     if "depthwise" in inspect.signature(module.build).parameters:
-        return module.build(depthwise=impl), impl
-    model = module.build()
+        return module.build(depthwise=impl, **options), impl
+    model = module.build(**options)
     if impl == "native":
         return model, "native"
     swap = swap_torch_depthwise if hasattr(model, "state_dict") else swap_flax_depthwise
@@ -115,15 +115,17 @@ def swap_flax_depthwise(model, impl: str):
     return model
 
 
-def torch_variants(modules: dict, impls, batch, shape, device: str):
+def torch_variants(modules: dict, impls, batch, shape, device: str, channels_last: bool):
     import torch
 
     x = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
     variants = {}
     for net, module in modules.items():
         for impl in impls:
             torch.manual_seed(0)
-            model, label = build(module, impl)
+            model, label = build(module, impl, channels_last=channels_last)
             model = model.to(device)
 
             def forward(model=model):
@@ -152,7 +154,7 @@ def torch_variants(modules: dict, impls, batch, shape, device: str):
     return variants, clock
 
 
-def flax_variants(modules: dict, impls, batch, shape, device: str):
+def flax_variants(modules: dict, impls, batch, shape, device: str, channels_last: bool):
     import jax
     import numpy as np
     from flax import nnx
@@ -191,6 +193,11 @@ def main() -> int:
     )
     parser.add_argument("--depthwise", nargs="+", default=["native", "auto"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="torch: build(channels_last=True) and channels_last_3d input",
+    )
     args = parser.parse_args()
     os.environ.setdefault(
         "XLA_FLAGS",
@@ -213,7 +220,9 @@ def main() -> int:
     for backend in args.backend:
         modules = {net: generated_module(low, backend) for net, low in lows.items()}
         make = torch_variants if backend == "torch" else flax_variants
-        variants, clock = make(modules, args.depthwise, args.batch, shape, args.device)
+        variants, clock = make(
+            modules, args.depthwise, args.batch, shape, args.device, args.channels_last
+        )
         for key, seconds in race(variants, args.repeats, clock).items():
             times[(backend, *key)] = seconds
         print(f"# {backend} done", file=sys.stderr, flush=True)
@@ -234,7 +243,8 @@ def main() -> int:
         rows.append((backend, net, impl, what, f"{seconds * 1e3:.1f}", f"{seconds / base:.2f}",
                      f"{flops[net] / flops[BASELINE]:.2f}"))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    print(f"batch {args.batch} x {args.input}, {args.device}, {args.threads} thread(s)")
+    layout = ", torch channels_last_3d" if args.channels_last else ""
+    print(f"batch {args.batch} x {args.input}, {args.device}, {args.threads} thread(s){layout}")
     print("\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows))
     if {"torch", "flax"} <= set(args.backend):
         print("\ntraining step throughput (clips/s), depthwise 'auto' where the build offers it")

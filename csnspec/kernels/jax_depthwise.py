@@ -18,6 +18,13 @@ from jax import lax
 JAX_DEPTHWISE_IMPLS = ("auto", "native", "shift")
 
 
+def _check_impl(impl: str) -> None:
+    if impl not in JAX_DEPTHWISE_IMPLS:
+        raise ValueError(
+            f"unknown depthwise implementation {impl!r}; choose one of {', '.join(JAX_DEPTHWISE_IMPLS)}"
+        )
+
+
 def _pairs(padding):
     """((lo, hi),) * 3 from an int, three ints, or three (lo, hi) pairs."""
     if isinstance(padding, int):
@@ -134,10 +141,7 @@ def depthwise_conv3d(x, kernel, strides, padding, impl: str = "auto"):
     "auto" (the fastest correct one: "shift" on every backend), "native" (XLA's grouped convolution) or
     "shift" (shifted multiply-adds). A call the shifted form does not handle runs the native convolution.
     """
-    if impl not in JAX_DEPTHWISE_IMPLS:
-        raise ValueError(
-            f"unknown depthwise implementation {impl!r}; choose one of {', '.join(JAX_DEPTHWISE_IMPLS)}"
-        )
+    _check_impl(impl)
     strides, padding = _triple(strides), _pairs(padding)
     if impl != "native" and _shift_supported(x, kernel, strides, padding):
         return _shift_depthwise(x, kernel, strides, padding)
@@ -161,10 +165,7 @@ class DepthwiseConv(nnx.Module):
         kernel_init=None,
         rngs: nnx.Rngs,
     ):
-        if impl not in JAX_DEPTHWISE_IMPLS:
-            raise ValueError(
-                f"unknown depthwise implementation {impl!r}; choose one of {', '.join(JAX_DEPTHWISE_IMPLS)}"
-            )
+        _check_impl(impl)
         self.strides = _triple(strides)
         self.padding = _pairs(padding)
         self.impl = impl

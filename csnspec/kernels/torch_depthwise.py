@@ -14,8 +14,8 @@ from torch import nn
 # kernel gradient is. So the "cpu" implementation runs, on channels-last copies: the forward as the
 # conv3d; the input gradient as the same conv3d of the output gradient with the flipped kernel; the
 # kernel gradient as one depthwise conv2d kernel gradient per time tap, the frames of the clips taken
-# as a batch of 2D images. Its outputs are channels-last. Strided convolutions and 3x1x1 kernels,
-# measured slower this way, run the native kernel.
+# as a batch of 2D images. Results come back in the input's memory format. Strided convolutions and
+# 3x1x1 kernels, measured slower this way, run the native kernel.
 
 DEPTHWISE_IMPLS = ("auto", "native", "cpu", "triton")
 
@@ -24,6 +24,13 @@ def _triple(value) -> tuple[int, int, int]:
     if isinstance(value, int):
         return (value, value, value)
     return (int(value[0]), int(value[1]), int(value[2]))
+
+
+def _check_impl(impl: str) -> None:
+    if impl not in DEPTHWISE_IMPLS:
+        raise ValueError(
+            f"unknown depthwise implementation {impl!r}; choose one of {', '.join(DEPTHWISE_IMPLS)}"
+        )
 
 
 def _native_depthwise(x, weight, stride, padding):
@@ -40,7 +47,7 @@ def _triton_entry():
 
 
 def _cpu_supported(x, weight, stride, padding) -> bool:
-    """Whether the time-tap implementation handles this call (otherwise the native call runs)."""
+    """Whether the channels-last implementation takes this call (otherwise the native call runs)."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False
     if x.dim() != 5 or weight.dim() != 5 or weight.shape[1] != 1 or weight.shape[0] != x.shape[1]:
@@ -60,10 +67,7 @@ def depthwise_conv3d(x, weight, stride, padding, impl: str = "auto") -> torch.Te
     own kernel), "cpu" (oneDNN channels-last kernels, see above) or "triton" (CUDA kernels). A call a
     fast implementation does not handle runs the native kernel instead.
     """
-    if impl not in DEPTHWISE_IMPLS:
-        raise ValueError(
-            f"unknown depthwise implementation {impl!r}; choose one of {', '.join(DEPTHWISE_IMPLS)}"
-        )
+    _check_impl(impl)
     stride, padding = _triple(stride), _triple(padding)
     if impl == "auto":
         if x.device.type == "cpu":
@@ -73,7 +77,7 @@ def depthwise_conv3d(x, weight, stride, padding, impl: str = "auto") -> torch.Te
         else:
             impl = "native"
     if impl == "cpu" and _cpu_supported(x, weight, stride, padding):
-        return _TimeTapDepthwise.apply(x, weight, padding)
+        return _ChannelsLastDepthwise.apply(x, weight, padding)
     if impl == "triton":
         entry = _triton_entry()
         if entry is None:
@@ -93,7 +97,7 @@ class DepthwiseConv3d(nn.Conv3d):
     """A depthwise `nn.Conv3d` (groups = channels, no bias) running a fast implementation.
 
     Parameters and state-dict keys are nn.Conv3d's. `impl` (one of DEPTHWISE_IMPLS) may be changed at any
-    time. TorchScript, torch.export and torch.compile see the native convolution.
+    time. TorchScript, tracing, torch.export and torch.compile see the native convolution.
     """
 
     def __init__(self, channels: int, kernel_size, stride=1, padding=0, impl: str = "auto"):
@@ -106,10 +110,7 @@ class DepthwiseConv3d(nn.Conv3d):
             groups=channels,
             bias=False,
         )
-        if impl not in DEPTHWISE_IMPLS:
-            raise ValueError(
-                f"unknown depthwise implementation {impl!r}; choose one of {', '.join(DEPTHWISE_IMPLS)}"
-            )
+        _check_impl(impl)
         self.impl = impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +120,8 @@ class DepthwiseConv3d(nn.Conv3d):
 
     @torch.jit.unused
     def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():
+        # graph capture (torch.compile, torch.export, ONNX export, tracing) records the native call
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return F.conv3d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
         return depthwise_conv3d(x, self.weight, self.stride, self.padding, self.impl)
 
@@ -135,7 +137,7 @@ def _frame_batches(frames):
     return [(i, frames[i].permute(0, 3, 1, 2)) for i in range(n)]
 
 
-class _TimeTapDepthwise(torch.autograd.Function):
+class _ChannelsLastDepthwise(torch.autograd.Function):
     """Stride-1 depthwise conv3d on channels-last memory, with a fast backward.
 
     Forward: oneDNN's channels-last depthwise conv3d. Input gradient: the same call on the output
@@ -145,10 +147,18 @@ class _TimeTapDepthwise(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, padding):
+        # results come back in x's memory format, as from F.conv3d: a contiguous model stays contiguous
+        # (PyTorch's channels-last 1x1x1 convolutions on CPU are slower than its contiguous ones)
+        ctx.layout = (
+            torch.channels_last_3d
+            if x.is_contiguous(memory_format=torch.channels_last_3d)
+            else torch.contiguous_format
+        )
         x = x.contiguous(memory_format=torch.channels_last_3d)
         ctx.save_for_backward(x, weight)
         ctx.padding = padding
-        return F.conv3d(x, weight, None, 1, padding, 1, weight.shape[0])
+        out = F.conv3d(x, weight, None, 1, padding, 1, weight.shape[0])
+        return out.contiguous(memory_format=ctx.layout)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -161,6 +171,7 @@ class _TimeTapDepthwise(torch.autograd.Function):
             grad_x = F.conv3d(
                 grad, weight.flip(2, 3, 4), None, 1, flipped_padding, 1, weight.shape[0]
             )
+            grad_x = grad_x.contiguous(memory_format=ctx.layout)
         if ctx.needs_input_grad[1]:
             grad_w = _kernel_grad(grad, x, weight, ctx.padding)
         return grad_x, grad_w, None
