@@ -49,11 +49,19 @@ def check(impl, shape, kernel, stride, padding, fn=tdw.depthwise_conv3d, seed=0)
     return y
 
 
+def runs_fast_path(kernel, stride) -> bool:
+    """Whether the "cpu" implementation takes a call itself (it leaves what it loses on to native)."""
+    return stride == (1, 1, 1) and kernel[1:] != (1, 1)
+
+
 @pytest.mark.parametrize("kernel,stride,padding", CASES)
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7, 9), (1, 4, 4, 6, 6)])
 def test_cpu_impl_matches_conv3d(shape, kernel, stride, padding):
     y = check("cpu", shape, kernel, stride, padding)
-    assert type(y.grad_fn).__name__ == "_TimeTapDepthwiseBackward"
+    fast = runs_fast_path(kernel, stride)
+    assert type(y.grad_fn).__name__ == (
+        "_ChannelsLastDepthwiseBackward" if fast else "ConvolutionBackward0"
+    )
 
 
 @pytest.mark.parametrize("impl", ["auto", "native"])
@@ -63,7 +71,9 @@ def test_auto_and_native_match_conv3d(impl):
 
 def test_auto_on_cpu_runs_the_cpu_implementation():
     x, w = torch.randn(1, 2, 3, 4, 4), torch.randn(2, 1, 3, 3, 3, requires_grad=True)
-    assert type(tdw.depthwise_conv3d(x, w, 1, 1).grad_fn).__name__ == "_TimeTapDepthwiseBackward"
+    assert (
+        type(tdw.depthwise_conv3d(x, w, 1, 1).grad_fn).__name__ == "_ChannelsLastDepthwiseBackward"
+    )
 
 
 @pytest.mark.parametrize(
@@ -147,6 +157,14 @@ def test_torchscript_of_a_module_holding_it():
     torch.testing.assert_close(scripted(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+def test_trace_of_a_module_holding_it_records_the_native_call():
+    model = Holder()
+    x = torch.randn(1, 4, 3, 8, 8)
+    traced = torch.jit.trace(model, (x,))
+    assert "PythonOp" not in str(traced.graph)  # what an autograd.Function would be recorded as
+    torch.testing.assert_close(traced(x), model(x), rtol=1e-5, atol=1e-5)
+
+
 def test_torch_export_of_a_module_holding_it():
     model = Holder()
     x = torch.randn(1, 4, 3, 8, 8)
@@ -164,7 +182,10 @@ def test_torch_export_of_a_module_holding_it():
 )
 def test_property_cpu_impl_matches_conv3d(n, c, t, hw, kernel, stride):
     padding = tuple(k // 2 for k in kernel)
-    check("cpu", (n, c, t, hw, hw + 1), kernel, stride, padding)
+    y = check("cpu", (n, c, t, hw, hw + 1), kernel, stride, padding)
+    assert (type(y.grad_fn).__name__ == "_ChannelsLastDepthwiseBackward") == runs_fast_path(
+        kernel, stride
+    )
 
 
 def test_inline_text_is_standalone():
@@ -174,3 +195,12 @@ def test_inline_text_is_standalone():
     module = inline_module("torch_depthwise", module_name="kernels_torch_only")
     assert module.DEPTHWISE_IMPLS == ("auto", "native", "cpu", "triton")
     assert os.environ.get("TRITON_INTERPRET") == "1" or not hasattr(module, "_TRITON")
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_results_keep_the_input_memory_format(layout):
+    x = torch.randn(2, 3, 4, 5, 6).contiguous(memory_format=layout).requires_grad_()
+    w = torch.randn(3, 1, 3, 3, 3)
+    y = tdw.depthwise_conv3d(x, w, 1, 1, "cpu")
+    (gx,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    assert y.is_contiguous(memory_format=layout) and gx.is_contiguous(memory_format=layout)
