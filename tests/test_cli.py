@@ -279,3 +279,12 @@ def test_stats_imports_neither_torch_nor_jax():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "0 []\n", out.stderr
+
+
+def test_a_missing_command_module_fails_loudly(monkeypatch):
+    # a broken install, not bad input: the CLI must not quietly lose a command (issue 10 item 8)
+    import csnspec.cli
+
+    monkeypatch.setattr(csnspec.cli, "COMMANDS", ("check", "no_such_command"))
+    with pytest.raises(ModuleNotFoundError, match="no_such_command"):
+        csnspec.cli.parser()
