@@ -8,7 +8,6 @@ activations are the elements of every op's output, per clip.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import NamedTuple
 
 from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork
@@ -44,33 +43,30 @@ def _volume(shape) -> int:
 
 def op_cost(op) -> Cost:
     """The cost of one op of the lowered IR."""
-    # Ops that differ only in name cost the same: the blocks after the first in a stage
-    # repeat exactly, so the cache turns most of a deep network into look-ups.
-    return _cost(type(op), op[1:])
-
-
-@lru_cache(maxsize=4096)
-def _cost(kind: type, fields: tuple) -> Cost:
-    op = kind("", *fields)
-    acts = _volume(op.out_shape)
-    if kind is Conv3d:
-        n = op.in_channels // op.groups
-        per_voxel = op.out_channels * n * op.kernel[0] * op.kernel[1] * op.kernel[2]
+    activations = _volume(op.out_shape)
+    if isinstance(op, Conv3d):
+        per_group = op.in_channels // op.groups
+        per_voxel = op.out_channels * per_group * _volume(op.kernel)
         return Cost(
             flops=per_voxel * _volume(op.out_shape[1:]),
             params=per_voxel + (op.out_channels if op.bias else 0),
-            interactions=op.out_channels * (n * (n - 1) // 2),
-            activations=acts,
+            interactions=op.out_channels * (per_group * (per_group - 1) // 2),
+            activations=activations,
         )
-    if kind is Linear:
+    if isinstance(op, Linear):
         return Cost(
             flops=op.in_features * op.out_features,
             params=op.in_features * op.out_features + (op.out_features if op.bias else 0),
-            activations=acts,
+            activations=activations,
         )
-    if kind is BatchNorm:
-        return Cost(bn_params=2 * op.channels, activations=acts)
-    return Cost(activations=acts)
+    if isinstance(op, BatchNorm):
+        return Cost(bn_params=2 * op.channels, activations=activations)
+    return Cost(activations=activations)
+
+
+def summed(costs) -> Cost:
+    """The sum of costs."""
+    return sum(costs, Cost())
 
 
 class Row(NamedTuple):
@@ -109,19 +105,8 @@ class Report:
         return {"op": self.ops, "block": self.blocks, "stage": self.stages}[by]
 
 
-def _sum(costs) -> Cost:
-    f = p = b = i = a = 0
-    for c in costs:
-        f += c[0]
-        p += c[1]
-        b += c[2]
-        i += c[3]
-        a += c[4]
-    return Cost(f, p, b, i, a)
-
-
 def _ops_cost(ops) -> Cost:
-    return _sum([_cost(type(op), op[1:]) for op in ops])
+    return summed(op_cost(op) for op in ops)
 
 
 def analyse(low: LoweredNetwork) -> Report:
@@ -130,16 +115,15 @@ def analyse(low: LoweredNetwork) -> Report:
     blocks: list[Row] = [stem]
     stages: list[Row] = [stem]
     for stage in low.stages:
-        rows = []
-        for b in stage.blocks:
-            # a block that repeats another costs what that one costs (see ops.Block)
-            cost = rows[-1].cost if b.repeats is not None and rows else _ops_cost(b.ops)
-            rows.append(Row(b.name, b.family.value, b.out_shape, cost))
+        rows = [
+            Row(block.name, block.family.value, block.out_shape, _ops_cost(block.ops))
+            for block in stage.blocks
+        ]
         blocks += rows
         stages.append(
-            Row(stage.name, stage.family.value, stage.out_shape, _sum(r.cost for r in rows))
+            Row(stage.name, stage.family.value, stage.out_shape, summed(r.cost for r in rows))
         )
     head = Row("head", "head", low.head.out_shape, _ops_cost(low.head.ops))
     blocks.append(head)
     stages.append(head)
-    return Report(low, tuple(blocks), tuple(stages), _sum(r.cost for r in stages))
+    return Report(low, tuple(blocks), tuple(stages), summed(r.cost for r in stages))
