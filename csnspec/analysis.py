@@ -65,8 +65,8 @@ def op_cost(op) -> Cost:
 
 
 def summed(costs) -> Cost:
-    """The sum of costs."""
-    return sum(costs, Cost())
+    """The sum of costs, field by field."""
+    return Cost(*map(sum, zip(*costs)))
 
 
 class Row(NamedTuple):
@@ -115,10 +115,12 @@ def analyse(low: LoweredNetwork) -> Report:
     blocks: list[Row] = [stem]
     stages: list[Row] = [stem]
     for stage in low.stages:
-        rows = [
-            Row(block.name, block.family.value, block.out_shape, _ops_cost(block.ops))
-            for block in stage.blocks
-        ]
+        rows = []
+        for block in stage.blocks:
+            # a block that repeats the one before it (see ops.Block.repeats) costs the same
+            repeated = rows and block.repeats is not None
+            cost = rows[-1].cost if repeated else _ops_cost(block.ops)
+            rows.append(Row(block.name, block.family.value, block.out_shape, cost))
         blocks += rows
         stages.append(
             Row(stage.name, stage.family.value, stage.out_shape, summed(r.cost for r in rows))

@@ -7,6 +7,7 @@ that caused them, through the spans the parser recorded.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from math import gcd
 
 from .errors import CsnError
@@ -123,14 +124,18 @@ class _Lowering:
             blocks = []
             stage_in = shape
             for block_index in range(stage.blocks):
-                block = _BlockLowering(
-                    self,
-                    stage_index=stage_index,
-                    stage=stage,
-                    prefix=f"layer{stage_index + 1}.{block_index}",
-                    shape=shape,
-                    stride=stage.stride if block_index == 0 else (1, 1, 1),
-                ).run()
+                name = f"layer{stage_index + 1}.{block_index}"
+                if block_index >= 2 and blocks[1].in_shape == shape:
+                    block = _renamed_block(blocks[1], name)
+                else:
+                    block = _BlockLowering(
+                        self,
+                        stage_index=stage_index,
+                        stage=stage,
+                        prefix=name,
+                        shape=shape,
+                        stride=stage.stride if block_index == 0 else (1, 1, 1),
+                    ).run()
                 blocks.append(block)
                 shape = block.out_shape
             stages.append(
@@ -484,6 +489,23 @@ class _BlockLowering:
 
 def _last(bn: BatchNorm) -> BatchNorm:
     return bn._replace(last=True)
+
+
+def _renamed_block(block: Block, name: str) -> Block:
+    """A copy of a block under another name ("layer2.1" -> "layer2.5"), its ops renamed."""
+    cut = len(block.name)
+
+    def renamed(ops):
+        return tuple(type(op)(name + op.name[cut:], *op[1:]) for op in ops)
+
+    return replace(
+        block,
+        name=name,
+        residual=renamed(block.residual),
+        shortcut=renamed(block.shortcut),
+        merge=renamed(block.merge),
+        repeats=block.name,
+    )
 
 
 def _renamed(op, name):

@@ -142,6 +142,9 @@ class Block:
     residual: tuple[Op, ...]  # the branch: convs, norms, activations
     shortcut: tuple[Op, ...]  # the projection (1x1x1 conv + BN), or empty for identity
     merge: tuple[Op, ...]  # add, then ReLU
+    # The block this one repeats exactly but for its names (the blocks after the second in a
+    # stage): lowering copies its ops renamed, analysis reuses its cost.
+    repeats: str | None = None
 
     @property
     def ops(self) -> tuple[Op, ...]:
