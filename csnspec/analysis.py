@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork
+from .schema import weight_shape
 
 METRICS = ("flops", "params", "bn_params", "interactions", "activations")
 
@@ -45,18 +46,20 @@ def op_cost(op) -> Cost:
     """The cost of one op of the lowered IR."""
     activations = _volume(op.out_shape)
     if isinstance(op, Conv3d):
+        # every weight is one multiply-add at every output position
+        weights = _volume(weight_shape(op))
         per_group = op.in_channels // op.groups
-        per_voxel = op.out_channels * per_group * _volume(op.kernel)
         return Cost(
-            flops=per_voxel * _volume(op.out_shape[1:]),
-            params=per_voxel + (op.out_channels if op.bias else 0),
+            flops=weights * _volume(op.out_shape[1:]),
+            params=weights + (op.out_channels if op.bias else 0),
             interactions=op.out_channels * (per_group * (per_group - 1) // 2),
             activations=activations,
         )
     if isinstance(op, Linear):
+        weights = _volume(weight_shape(op))
         return Cost(
-            flops=op.in_features * op.out_features,
-            params=op.in_features * op.out_features + (op.out_features if op.bias else 0),
+            flops=weights,
+            params=weights + (op.out_features if op.bias else 0),
             activations=activations,
         )
     if isinstance(op, BatchNorm):
