@@ -8,10 +8,10 @@ activations are the elements of every op's output, per clip.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import NamedTuple
 
 from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork
+from .schema import weight_shape
 
 METRICS = ("flops", "params", "bn_params", "interactions", "activations")
 
@@ -44,33 +44,32 @@ def _volume(shape) -> int:
 
 def op_cost(op) -> Cost:
     """The cost of one op of the lowered IR."""
-    # Ops that differ only in name cost the same: the blocks after the first in a stage
-    # repeat exactly, so the cache turns most of a deep network into look-ups.
-    return _cost(type(op), op[1:])
+    activations = _volume(op.out_shape)
+    if isinstance(op, Conv3d):
+        # every weight is one multiply-add at every output position
+        weights = _volume(weight_shape(op))
+        per_group = op.in_channels // op.groups
+        return Cost(
+            flops=weights * _volume(op.out_shape[1:]),
+            params=weights + (op.out_channels if op.bias else 0),
+            interactions=op.out_channels * (per_group * (per_group - 1) // 2),
+            activations=activations,
+        )
+    if isinstance(op, Linear):
+        weights = _volume(weight_shape(op))
+        return Cost(
+            flops=weights,
+            params=weights + (op.out_features if op.bias else 0),
+            activations=activations,
+        )
+    if isinstance(op, BatchNorm):
+        return Cost(bn_params=2 * op.channels, activations=activations)
+    return Cost(activations=activations)
 
 
-@lru_cache(maxsize=4096)
-def _cost(kind: type, fields: tuple) -> Cost:
-    op = kind("", *fields)
-    acts = _volume(op.out_shape)
-    if kind is Conv3d:
-        n = op.in_channels // op.groups
-        per_voxel = op.out_channels * n * op.kernel[0] * op.kernel[1] * op.kernel[2]
-        return Cost(
-            flops=per_voxel * _volume(op.out_shape[1:]),
-            params=per_voxel + (op.out_channels if op.bias else 0),
-            interactions=op.out_channels * (n * (n - 1) // 2),
-            activations=acts,
-        )
-    if kind is Linear:
-        return Cost(
-            flops=op.in_features * op.out_features,
-            params=op.in_features * op.out_features + (op.out_features if op.bias else 0),
-            activations=acts,
-        )
-    if kind is BatchNorm:
-        return Cost(bn_params=2 * op.channels, activations=acts)
-    return Cost(activations=acts)
+def summed(costs) -> Cost:
+    """The sum of costs, field by field."""
+    return Cost(*map(sum, zip(*costs)))
 
 
 class Row(NamedTuple):
@@ -109,19 +108,8 @@ class Report:
         return {"op": self.ops, "block": self.blocks, "stage": self.stages}[by]
 
 
-def _sum(costs) -> Cost:
-    f = p = b = i = a = 0
-    for c in costs:
-        f += c[0]
-        p += c[1]
-        b += c[2]
-        i += c[3]
-        a += c[4]
-    return Cost(f, p, b, i, a)
-
-
 def _ops_cost(ops) -> Cost:
-    return _sum([_cost(type(op), op[1:]) for op in ops])
+    return summed(op_cost(op) for op in ops)
 
 
 def analyse(low: LoweredNetwork) -> Report:
@@ -131,15 +119,16 @@ def analyse(low: LoweredNetwork) -> Report:
     stages: list[Row] = [stem]
     for stage in low.stages:
         rows = []
-        for b in stage.blocks:
-            # a block that repeats another costs what that one costs (see ops.Block)
-            cost = rows[-1].cost if b.repeats is not None and rows else _ops_cost(b.ops)
-            rows.append(Row(b.name, b.family.value, b.out_shape, cost))
+        for block in stage.blocks:
+            # a block that repeats the one before it (see ops.Block.repeats) costs the same
+            repeated = rows and block.repeats is not None
+            cost = rows[-1].cost if repeated else _ops_cost(block.ops)
+            rows.append(Row(block.name, block.family.value, block.out_shape, cost))
         blocks += rows
         stages.append(
-            Row(stage.name, stage.family.value, stage.out_shape, _sum(r.cost for r in rows))
+            Row(stage.name, stage.family.value, stage.out_shape, summed(r.cost for r in rows))
         )
     head = Row("head", "head", low.head.out_shape, _ops_cost(low.head.ops))
     blocks.append(head)
     stages.append(head)
-    return Report(low, tuple(blocks), tuple(stages), _sum(r.cost for r in stages))
+    return Report(low, tuple(blocks), tuple(stages), summed(r.cost for r in stages))

@@ -50,8 +50,12 @@ class Opt:
     tokens: list  # one token, or one per list element
 
 
-def build(tree: lark.Tree) -> Network:
-    """Build the spec IR from a parse tree (syntax already checked)."""
+def build(tree: lark.Tree) -> tuple[Network, dict[str, Span]]:
+    """Build the spec IR from a parse tree (syntax already checked).
+
+    Returns the network and where each of its values came from in the source, keyed by field
+    path ("stages.2.groups"): `csnspec.lowering.lower` points its errors at those tokens.
+    """
     spans: dict[str, Span] = {}
     seen: dict[str, lark.Token] = {}
     data: dict = {}
@@ -99,17 +103,15 @@ def build(tree: lark.Tree) -> Network:
             )
     data["stages"] = _stages(stage_trees, spans, anchor)
     data.setdefault("stem", [_fill_padding(dict(layer)) for layer in DEFAULT_STEM])
-    return validated(data, spans)
+    return validated(data, spans), spans
 
 
 def validated(data: dict, spans: dict) -> Network:
     """Validate with pydantic, turning its errors into CsnErrors at the offending token."""
     try:
-        net = Network.model_validate(data)
+        return Network.model_validate(data)
     except ValidationError as err:
         raise explain(err, spans) from None
-    net._spans = spans
-    return net
 
 
 def explain(err: ValidationError, spans: dict) -> CsnError:

@@ -21,13 +21,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"csnspec {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"csnspec.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"csnspec.commands.{name}":
-                continue  # a command not built yet
-            raise
-        module.register(sub)
+        # a missing command module is a broken install, not bad input: let it raise
+        importlib.import_module(f"csnspec.commands.{name}").register(sub)
     return p
 
 

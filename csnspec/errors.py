@@ -26,15 +26,16 @@ def source_lines(text: str) -> list[str]:
 
 def _escaped_char(char: str) -> str:
     # control and format characters (ESC, NUL, U+2028, zero-width space...) never reach the
-    # terminal raw; they are shown as Python writes them in a string
-    if char == "\t" or char.isprintable():
+    # terminal raw; they are shown as Python writes them in a string. Tabs and newlines stay:
+    # multi-line messages (a checkpoint's list of keys) are csnspec's own text.
+    if char in "\t\n" or char.isprintable():
         return char
     return repr(char)[1:-1] if char not in "'\"" else char
 
 
 def escaped(text: str) -> str:
     """The text with control and other unprintable characters written as escapes."""
-    if text.isprintable():
+    if text.isprintable():  # (the common case, checked at C speed)
         return text
     return "".join(_escaped_char(c) for c in text)
 

@@ -7,6 +7,7 @@ that caused them, through the spans the parser recorded.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from math import gcd
 
 from .errors import CsnError
@@ -32,22 +33,19 @@ _DEPTHWISE = {Family.BOTTLENECK_D, Family.BOTTLENECK_DG, Family.BOTTLENECK_IP}
 _AXES = ("frames", "height", "width")
 
 
-def lower(net: Network) -> LoweredNetwork:
-    """Lower a spec to its op tree (cached on the spec object, which is immutable)."""
-    if net._lowered is None:
-        net._lowered = _Lowering(net).run()
-    return net._lowered
+def lower(net: Network, spans: dict | None = None) -> LoweredNetwork:
+    """Lower a spec to its op tree.
 
-
-def out_size(size: int, k: int, s: int, p: int) -> int:
-    """PyTorch's convolution and pooling output size (floor mode)."""
-    return (size + 2 * p - k) // s + 1
+    `spans` (field path -> source position, from `csnspec.build.build`) lets an error found
+    here point at the token that caused it; without them errors carry no position.
+    """
+    return _Lowering(net, spans or {}).run()
 
 
 class _Lowering:
-    def __init__(self, net: Network):
+    def __init__(self, net: Network, spans: dict):
         self.net = net
-        self.spans = net._spans
+        self.spans = spans
         self.eps = net.norm.eps
         self.momentum = net.norm.momentum
 
@@ -122,22 +120,34 @@ class _Lowering:
         stem = Sequence("stem", tuple(stem_ops), tuple(net.input), shape)
 
         stages = []
-        for si, st in enumerate(net.stages):
+        for stage_index, stage in enumerate(net.stages):
             blocks = []
             stage_in = shape
-            repeat = None  # blocks after the second repeat it exactly, but for their names
-            for bi in range(st.blocks):
-                name = f"layer{si + 1}.{bi}"
-                if repeat is not None and repeat.in_shape == shape:
-                    block = _renamed_block(repeat, name)
+            for block_index in range(stage.blocks):
+                name = f"layer{stage_index + 1}.{block_index}"
+                if block_index >= 2 and blocks[1].in_shape == shape:
+                    block = _renamed_block(blocks[1], name)
                 else:
-                    stride = st.stride if bi == 0 else (1, 1, 1)
-                    block = _BlockLowering(self, si, st, name, shape, stride).run()
-                    if bi > 0:
-                        repeat = block
+                    block = _BlockLowering(
+                        self,
+                        stage_index=stage_index,
+                        stage=stage,
+                        prefix=name,
+                        shape=shape,
+                        stride=stage.stride if block_index == 0 else (1, 1, 1),
+                    ).run()
                 blocks.append(block)
                 shape = block.out_shape
-            stages.append(Stage(f"layer{si + 1}", si, st.family, tuple(blocks), stage_in, shape))
+            stages.append(
+                Stage(
+                    f"layer{stage_index + 1}",
+                    stage_index,
+                    stage.family,
+                    tuple(blocks),
+                    stage_in,
+                    shape,
+                )
+            )
 
         head_in = shape
         head_ops: list = []
@@ -165,8 +175,8 @@ class _Lowering:
 class _BlockLowering:
     """One residual block: the branch of its family, the shortcut and the merge."""
 
-    def __init__(self, low: _Lowering, si: int, stage, prefix: str, shape, stride):
-        self.low, self.si, self.st, self.prefix = low, si, stage, prefix
+    def __init__(self, low: _Lowering, *, stage_index: int, stage, prefix: str, shape, stride):
+        self.low, self.stage_index, self.stage, self.prefix = low, stage_index, stage, prefix
         self.shape = shape
         self.stride = stride
         self.ops: list = []
@@ -199,56 +209,69 @@ class _BlockLowering:
             t_stride = (stride[0], 1, 1)
             s_ref = "stride_hw" if stride_ref else None
             t_ref = "stride_t" if stride_ref else None
-            self._conv1(
+            self._conv_bn(
                 f"{slot}_s",
-                cin,
-                cout,
-                (1,) + kernel[1:],
-                s_stride,
-                groups,
-                in_ref,
-                out_ref,
-                groups_ref,
-                s_ref,
+                cin=cin,
+                cout=cout,
+                kernel=(1,) + kernel[1:],
+                stride=s_stride,
+                groups=groups,
+                in_ref=in_ref,
+                out_ref=out_ref,
+                groups_ref=groups_ref,
+                stride_ref=s_ref,
                 bn=f"{slot}_s",
             )
             self.relu(f"{slot}_s")
-            self._conv1(
+            self._conv_bn(
                 f"{slot}_t",
-                cout,
-                cout,
-                (kernel[0], 1, 1),
-                t_stride,
-                groups,
-                out_ref,
-                out_ref,
-                groups_ref,
-                t_ref,
+                cin=cout,
+                cout=cout,
+                kernel=(kernel[0], 1, 1),
+                stride=t_stride,
+                groups=groups,
+                in_ref=out_ref,
+                out_ref=out_ref,
+                groups_ref=groups_ref,
+                stride_ref=t_ref,
                 bn=slot,
             )
         else:
-            self._conv1(
+            self._conv_bn(
                 slot,
-                cin,
-                cout,
-                kernel,
-                stride,
-                groups,
-                in_ref,
-                out_ref,
-                groups_ref,
-                stride_ref,
+                cin=cin,
+                cout=cout,
+                kernel=kernel,
+                stride=stride,
+                groups=groups,
+                in_ref=in_ref,
+                out_ref=out_ref,
+                groups_ref=groups_ref,
+                stride_ref=stride_ref,
                 bn=slot,
             )
 
-    def _conv1(
-        self, slot, cin, cout, kernel, stride, groups, in_ref, out_ref, groups_ref, stride_ref, bn
+    def _conv_bn(
+        self,
+        slot,
+        *,
+        cin,
+        cout,
+        kernel,
+        stride,
+        groups,
+        in_ref,
+        out_ref,
+        groups_ref,
+        stride_ref,
+        bn,
     ):
+        """Add conv `conv_<slot>` and its BN `bn_<bn>`, with 'same' padding."""
         self.check_groups(slot, cin, cout, groups, groups_ref)
         pad = tuple(k // 2 for k in kernel)
-        where = _Where("the stride {} of {}.conv_{}", "x".join(map(str, stride)), self.prefix, slot)
+        where = f"the stride {'x'.join(map(str, stride))} of {self.prefix}.conv_{slot}"
         out = self.low.shape_after(
-            self.shape, kernel, stride, pad, where, f"stages.{self.si}.stride"
+            self.shape, kernel, stride, pad, where, f"stages.{self.stage_index}.stride"
         )
         out = (cout,) + out[1:]
         self.ops.append(
@@ -288,7 +311,7 @@ class _BlockLowering:
         if groups_ref is not None:  # depthwise
             if cin != cout:
                 raise self.low.error(
-                    f"stages.{self.si}.project",
+                    f"stages.{self.stage_index}.project",
                     f"a depthwise conv cannot change width ({cin} -> {cout}) in {self.prefix}.conv_{slot}",
                     hint="turn on simple-D's 1x1x1 projection (`project=on`) or keep the width",
                 )
@@ -299,7 +322,7 @@ class _BlockLowering:
             common = gcd(cin, cout)
             divisors = [d for d in (1, 2, 4, 8, 16, 32, 64) if common % d == 0]
             raise self.low.error(
-                f"stages.{self.si}.groups",
+                f"stages.{self.stage_index}.groups",
                 f"g={groups} does not divide the {bad} {side} channels of {self.prefix}.conv_{slot}",
                 hint="g must divide every width it groups, e.g. g=" + "|".join(map(str, divisors)),
             )
@@ -307,9 +330,9 @@ class _BlockLowering:
     # -- families --------------------------------------------------------------------------
 
     def run(self) -> Block:
-        st, p = self.st, self.params
+        stage, params = self.stage, self.params
         block_in = self.shape
-        if st.family.is_bottleneck:
+        if stage.family.is_bottleneck:
             self.bottleneck()
         else:
             self.simple()
@@ -317,19 +340,19 @@ class _BlockLowering:
         residual = tuple(self.ops)
         branch_out = self.shape
         shortcut: tuple = ()
-        if p.shortcut:
+        if params.shortcut:
             self.ops, self.shape = [], block_in
-            self._conv1(
+            self._conv_bn(
                 "shortcut",
-                p.in_channels,
-                p.out_channels,
-                (1, 1, 1),
-                p.stride,
-                1,
-                "in_channels",
-                "out_channels",
-                None,
-                "stride",
+                cin=params.in_channels,
+                cout=params.out_channels,
+                kernel=(1, 1, 1),
+                stride=params.stride,
+                groups=1,
+                in_ref="in_channels",
+                out_ref="out_channels",
+                groups_ref=None,
+                stride_ref="stride",
                 bn="shortcut",
             )
             shortcut = tuple(self.ops)
@@ -342,42 +365,51 @@ class _BlockLowering:
             Add(f"{self.prefix}.add", branch_out, branch_out),
             ReLU(f"{self.prefix}.relu", branch_out, branch_out),
         )
-        return Block(self.prefix, st.family, p, block_in, branch_out, residual, shortcut, merge)
+        return Block(
+            self.prefix, stage.family, params, block_in, branch_out, residual, shortcut, merge
+        )
 
     def bottleneck(self):
-        st, p, fam = self.st, self.params, self.st.family
-        g1 = st.groups if fam is Family.BOTTLENECK_DG else 1
-        first = p.stride if st.stride_at == "first" else (1, 1, 1)
-        middle = p.stride if st.stride_at != "first" else (1, 1, 1)
-        first_ref = "stride" if st.stride_at == "first" else None
-        middle_ref = "stride" if st.stride_at != "first" else None
-        fact = st.factorize == "2+1d"
+        stage, params, family = self.stage, self.params, self.stage.family
+        outer_groups = stage.groups if family is Family.BOTTLENECK_DG else 1
+        first = params.stride if stage.stride_at == "first" else (1, 1, 1)
+        middle = params.stride if stage.stride_at != "first" else (1, 1, 1)
+        first_ref = "stride" if stage.stride_at == "first" else None
+        middle_ref = "stride" if stage.stride_at != "first" else None
+        factorized = stage.factorize == "2+1d"
         self.conv(
             "a",
-            p.in_channels,
-            p.width,
+            params.in_channels,
+            params.width,
             (1, 1, 1),
             first,
-            g1,
+            outer_groups,
             in_ref="in_channels",
             out_ref="width",
             stride_ref=first_ref,
         )
         self.relu("a")
-        if fam is Family.BOTTLENECK_IP:
+        if family is Family.BOTTLENECK_IP:
             self.conv(
-                "ip", p.width, p.width, (1, 1, 1), (1, 1, 1), 1, in_ref="width", out_ref="width"
+                "ip",
+                params.width,
+                params.width,
+                (1, 1, 1),
+                (1, 1, 1),
+                1,
+                in_ref="width",
+                out_ref="width",
             )
-            if st.ip_relu:
+            if stage.ip_relu:
                 self.relu("ip")
-        if fam in _DEPTHWISE:
-            groups, groups_ref = p.width, "width"
+        if family in _DEPTHWISE:
+            groups, groups_ref = params.width, "width"
         else:
-            groups, groups_ref = (st.groups if fam is Family.BOTTLENECK_G else 1), None
+            groups, groups_ref = (stage.groups if family is Family.BOTTLENECK_G else 1), None
         self.conv(
             "b",
-            p.width,
-            p.width,
+            params.width,
+            params.width,
             (3, 3, 3),
             middle,
             groups,
@@ -385,29 +417,33 @@ class _BlockLowering:
             out_ref="width",
             groups_ref=groups_ref,
             stride_ref=middle_ref,
-            factorize=fact,
+            factorize=factorized,
         )
         self.relu("b")
         self.conv(
             "c",
-            p.width,
-            p.out_channels,
+            params.width,
+            params.out_channels,
             (1, 1, 1),
             (1, 1, 1),
-            g1,
+            outer_groups,
             in_ref="width",
             out_ref="out_channels",
         )
 
     def simple(self):
-        st, p, fam = self.st, self.params, self.st.family
-        fact = st.factorize == "2+1d"
-        cin, in_ref = p.in_channels, "in_channels"
-        if fam is Family.SIMPLE_D and st.project and p.in_channels != p.out_channels:
+        stage, params, family = self.stage, self.params, self.stage.family
+        factorized = stage.factorize == "2+1d"
+        cin, in_ref = params.in_channels, "in_channels"
+        if (
+            family is Family.SIMPLE_D
+            and stage.project
+            and params.in_channels != params.out_channels
+        ):
             self.conv(
                 "p",
-                p.in_channels,
-                p.out_channels,
+                params.in_channels,
+                params.out_channels,
                 (1, 1, 1),
                 (1, 1, 1),
                 1,
@@ -415,39 +451,39 @@ class _BlockLowering:
                 out_ref="out_channels",
             )
             self.relu("p")
-            cin, in_ref = p.out_channels, "out_channels"
-        if fam is Family.SIMPLE_D:
-            groups, groups_ref = p.out_channels, "out_channels"
-            if cin != p.out_channels:
+            cin, in_ref = params.out_channels, "out_channels"
+        if family is Family.SIMPLE_D:
+            groups, groups_ref = params.out_channels, "out_channels"
+            if cin != params.out_channels:
                 groups = cin  # reported as a depthwise width change by check_groups
         else:
-            groups, groups_ref = (st.groups if fam is Family.SIMPLE_G else 1), None
+            groups, groups_ref = (stage.groups if family is Family.SIMPLE_G else 1), None
         self.conv(
             "a",
             cin,
-            p.out_channels,
+            params.out_channels,
             (3, 3, 3),
-            p.stride,
+            params.stride,
             groups,
             in_ref=in_ref,
             out_ref="out_channels",
             groups_ref=groups_ref,
             stride_ref="stride",
-            factorize=fact,
+            factorize=factorized,
         )
         self.relu("a")
-        groups_b = p.out_channels if fam is Family.SIMPLE_D else groups
+        groups_b = params.out_channels if family is Family.SIMPLE_D else groups
         self.conv(
             "b",
-            p.out_channels,
-            p.out_channels,
+            params.out_channels,
+            params.out_channels,
             (3, 3, 3),
             (1, 1, 1),
             groups_b,
             in_ref="out_channels",
             out_ref="out_channels",
             groups_ref=groups_ref,
-            factorize=fact,
+            factorize=factorized,
         )
 
 
@@ -455,18 +491,21 @@ def _last(bn: BatchNorm) -> BatchNorm:
     return bn._replace(last=True)
 
 
-class _Where:
-    """An error-message phrase, formatted only if an error is raised."""
-
-    def __init__(self, template: str, *args):
-        self.template, self.args = template, args
-
-    def __str__(self) -> str:
-        return self.template.format(*self.args)
-
-
 def _renamed_block(block: Block, name: str) -> Block:
-    return Block(name, block.family, block.params, block.in_shape, block.out_shape, repeats=block)
+    """A copy of a block under another name ("layer2.1" -> "layer2.5"), its ops renamed."""
+    cut = len(block.name)
+
+    def renamed(ops):
+        return tuple(type(op)(name + op.name[cut:], *op[1:]) for op in ops)
+
+    return replace(
+        block,
+        name=name,
+        residual=renamed(block.residual),
+        shortcut=renamed(block.shortcut),
+        merge=renamed(block.merge),
+        repeats=block.name,
+    )
 
 
 def _renamed(op, name):

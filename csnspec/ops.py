@@ -130,77 +130,25 @@ class BlockParams:
     shortcut: bool  # projection shortcut (1x1x1 conv + BN) instead of identity
 
 
+@dataclass(frozen=True, slots=True)
 class Block:
-    """One residual block: its branch ops, its shortcut ops (empty for identity) and the merge.
+    """One residual block: its branch ops, its shortcut ops (empty for identity) and the merge."""
 
-    The blocks after the second in a stage repeat it exactly but for their names; such a block
-    keeps a reference to the block it `repeats` and builds its own ops only when they are read,
-    so that counting a 152-layer network costs look-ups rather than ~700 new ops.
-    """
-
-    __slots__ = ("_ops", "family", "in_shape", "name", "out_shape", "params", "repeats")
-
-    def __init__(
-        self,
-        name,
-        family,
-        params,
-        in_shape,
-        out_shape,
-        residual=(),
-        shortcut=(),
-        merge=(),
-        repeats: Block | None = None,
-    ):
-        for key, value in (
-            ("name", name),
-            ("family", family),
-            ("params", params),
-            ("in_shape", in_shape),
-            ("out_shape", out_shape),
-            ("repeats", repeats),
-        ):
-            object.__setattr__(self, key, value)
-        object.__setattr__(
-            self, "_ops", None if repeats is not None else (residual, shortcut, merge)
-        )
-
-    def __setattr__(self, key, value):
-        raise AttributeError("Block is immutable")
-
-    def _parts(self):
-        if self._ops is None:
-            cut = len(self.repeats.name)
-
-            def rename(ops):
-                return tuple(type(op)(self.name + op.name[cut:], *op[1:]) for op in ops)
-
-            src = self.repeats._parts()
-            object.__setattr__(self, "_ops", tuple(rename(part) for part in src))
-        return self._ops
-
-    @property
-    def residual(self) -> tuple[Op, ...]:
-        """The branch: convs, norms, activations."""
-        return self._parts()[0]
-
-    @property
-    def shortcut(self) -> tuple[Op, ...]:
-        """The projection (1x1x1 conv + BN), or empty for identity."""
-        return self._parts()[1]
-
-    @property
-    def merge(self) -> tuple[Op, ...]:
-        """Add, then ReLU."""
-        return self._parts()[2]
+    name: str  # "layer2.0"
+    family: Family
+    params: BlockParams
+    in_shape: Shape
+    out_shape: Shape
+    residual: tuple[Op, ...]  # the branch: convs, norms, activations
+    shortcut: tuple[Op, ...]  # the projection (1x1x1 conv + BN), or empty for identity
+    merge: tuple[Op, ...]  # add, then ReLU
+    # The block this one repeats exactly but for its names (the blocks after the second in a
+    # stage): lowering copies its ops renamed, analysis reuses its cost.
+    repeats: str | None = None
 
     @property
     def ops(self) -> tuple[Op, ...]:
-        residual, shortcut, merge = self._parts()
-        return residual + shortcut + merge
-
-    def __repr__(self) -> str:
-        return f"Block({self.name!r}, {self.family.value}, {self.params})"
+        return self.residual + self.shortcut + self.merge
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,8 +114,8 @@ def parse(text: str, filename: str | None = None):
     text = normalize_newlines(text)
     tree = parse_tree(text, filename)
     try:
-        net = build(tree)
-        lower(net)  # semantic checks that need shapes: groups, widths, strides
+        net, spans = build(tree)
+        lower(net, spans)  # semantic checks that need shapes: groups, widths, strides
     except CsnError as err:
         raise err.located(text, filename) from None
     return net

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Upper bounds keep every spec small enough to lower and analyse at once: a mistyped
 # `x [33333333333]` is refused here instead of hanging the lowering loop.
@@ -253,21 +253,6 @@ class Network(_Frozen):
     stages: Annotated[tuple[Stage, ...], Field(min_length=1)]
     head: Head = Head()
 
-    # Where each value came from in the source, keyed by field path ("stages.2.groups");
-    # used to point errors found after parsing at the token that caused them.
-    # (default={} rather than default_factory=dict: pydantic copies an empty dict cheaply but
-    # inspects a factory's signature on every construction)
-    _spans: dict = PrivateAttr(default={})
-    _lowered: object = PrivateAttr(default=None)  # cache of csnspec.lowering.lower(self)
-
-    def __eq__(self, other) -> bool:
-        # Equal specs are equal whatever their source positions (pydantic's own __eq__
-        # would also compare the private spans and the lowering cache).
-        return type(other) is Network and self.__dict__ == other.__dict__
-
-    def __hash__(self) -> int:
-        return hash(tuple(self.__dict__.values()))
-
     @model_validator(mode="after")
     def _few_blocks(self) -> Network:
         total = sum(st.blocks for st in self.stages)
@@ -287,15 +272,13 @@ class Network(_Frozen):
         return v
 
     def with_input(self, input=None, classes=None) -> Network:
-        """The same network for another input clip or class count (spans are kept)."""
+        """The same network for another input clip or class count."""
         update = {}
         if input is not None:
             update["input"] = tuple(input)
         if classes is not None:
             update["classes"] = classes
-        new = Network.model_validate({**self.model_dump(), **update})
-        new._spans = self._spans
-        return new
+        return Network.model_validate({**self.model_dump(), **update})
 
 
 def _x(dims) -> str:

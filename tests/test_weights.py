@@ -3,6 +3,7 @@ failure. (Equality with the peers' own outputs is in test_weights_peers.py.)"""
 
 from __future__ import annotations
 
+import math
 import pickle
 import subprocess
 import sys
@@ -51,6 +52,38 @@ def test_target_shapes_follow_the_ir():
     assert shapes["layer3.0.shortcut_conv.weight"] == (1024, 512, 1, 1, 1)
     assert shapes["head.fc.weight"] == (400, 2048)
     assert list(shapes)[-1] == "head.fc.bias"
+
+
+def test_one_schema_for_analysis_import_and_conversion():
+    # the parameter count of analysis is the schema's (BN statistics and counts aside), and the
+    # importer's target and torch<->flax conversion read the very same names and shapes
+    from csnspec.schema import state_dict_schema
+    from csnspec.weights.convert import torch_shapes
+
+    low = csnspec.lower(csnspec.parse(TINY))
+    schema = state_dict_schema(low)
+    total = csnspec.analyse(low).total
+    weight_ops = {t.op for t in schema if t.role in ("conv", "fc")}
+    params = [t for t in schema if t.op in weight_ops]
+    bn_affine = [t for t in schema if t.op not in weight_ops and not t.is_statistic]
+    assert sum(math.prod(t.shape) for t in params) == total.params
+    assert sum(math.prod(t.shape) for t in bn_affine) == total.bn_params
+    assert target_shapes(low) == {t.name: t.shape for t in schema} == torch_shapes(low)
+
+
+def test_check_fit_names_every_problem():
+    import numpy as np
+
+    from csnspec.schema import check_fit
+
+    expected = {"a.weight": (2, 3), "b.weight": (4,)}
+    with pytest.raises(csnspec.CsnError) as info:
+        check_fit({"a.weight": np.zeros((3, 2)), "c.bias": np.zeros(1)}, expected, "w do not fit n")
+    assert str(info.value) == (
+        "<spec>: error: w do not fit n: missing: b.weight; unexpected: c.bias; "
+        "wrong shape: a.weight (3, 2) (expected (2, 3))"
+    )
+    check_fit({"a.weight": np.zeros((2, 3)), "b.weight": np.zeros(4)}, expected, "fits")
 
 
 # -- problems, all named in one error --------------------------------------------------------

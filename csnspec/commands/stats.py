@@ -58,7 +58,7 @@ def _override(net, args):
         new = net.with_input(clip(args.input) if args.input else None, args.classes)
     except ValidationError as err:
         raise CsnError(f"with {flags}: {explain(err, {}).message}") from None
-    new._spans = {}  # the source positions no longer describe the new input
+    # (lowered without source positions: they describe the spec's input, not the new one)
     try:
         lower(new)
     except CsnError as err:

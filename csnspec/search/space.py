@@ -405,7 +405,7 @@ class Space:
             filler.pop("stages")
         mini = text + "\n" + "\n".join(filler.values()) + "\n"
         try:
-            net = build(parse_tree(mini))
+            net, _ = build(parse_tree(mini))
         except CsnError as err:
             return Skip(err.message, self._relocate(err, line, segments))
         part = {

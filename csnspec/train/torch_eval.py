@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CsnError
-
 
 def load_into(model, weights: dict[str, np.ndarray]) -> None:
     """Load op-name-keyed arrays into `model`; a clear error names what does not fit."""
     import torch
 
-    own = model.state_dict()
-    missing = sorted(set(own) - set(weights))
-    extra = sorted(set(weights) - set(own))
-    wrong = sorted(k for k in set(own) & set(weights) if tuple(own[k].shape) != weights[k].shape)
-    if missing or extra or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
-        if extra:
-            parts.append(f"unexpected {', '.join(extra[:5])}" + (" ..." if len(extra) > 5 else ""))
-        for k in wrong[:5]:
-            parts.append(f"{k}: {weights[k].shape} vs the spec's {tuple(own[k].shape)}")
-        raise CsnError("the weights do not fit the spec: " + "; ".join(parts))
+    from ..schema import check_fit
+
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    check_fit(weights, expected, "the weights do not fit the spec")
     model.load_state_dict(
         {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
     )

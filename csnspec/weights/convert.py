@@ -21,36 +21,26 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import CsnError
-from ..ops import BatchNorm, Conv3d, Linear, LoweredNetwork
+from ..ops import BatchNorm, LoweredNetwork
+from ..schema import check_fit, state_dict_schema
 
 CONV_TO_FLAX = (2, 3, 4, 1, 0)  # (O, I/G, D, H, W) -> (D, H, W, I/G, O)
 CONV_TO_TORCH = (4, 3, 0, 1, 2)
-BN_FIELDS = (
-    ("weight", "scale"),
-    ("bias", "bias"),
-    ("running_mean", "mean"),
-    ("running_var", "var"),
-)
+# torch field -> flax field (a conv's or linear's weight is a flax `kernel`, a BN's a `scale`)
+FLAX_FIELD = {"weight": "kernel", "bias": "bias", "running_mean": "mean", "running_var": "var"}
 STATS = {"running_mean", "running_var", "num_batches_tracked", "mean", "var"}
 # safetensors metadata key carrying PyTorch's num_batches_tracked through a Flax file
 NBT_KEY = "csnspec.num_batches_tracked"
 
 
 def _pairs(low: LoweredNetwork):
-    """(torch name, flax name, torch shape, kind) for every tensor of the network."""
-    for op in low.ops():
-        if isinstance(op, Conv3d):
-            shape = (op.out_channels, op.in_channels // op.groups, *op.kernel)
-            yield f"{op.name}.weight", f"{op.name}.kernel", shape, "conv"
-            if op.bias:
-                yield f"{op.name}.bias", f"{op.name}.bias", (op.out_channels,), "vector"
-        elif isinstance(op, Linear):
-            yield f"{op.name}.weight", f"{op.name}.kernel", (op.out_features, op.in_features), "fc"
-            if op.bias:
-                yield f"{op.name}.bias", f"{op.name}.bias", (op.out_features,), "vector"
-        elif isinstance(op, BatchNorm):
-            for t, f in BN_FIELDS:
-                yield f"{op.name}.{t}", f"{op.name}.{f}", (op.channels,), "vector"
+    """(torch name, flax name, torch shape, role) for every tensor Flax keeps too."""
+    for tensor in state_dict_schema(low):
+        if tensor.field not in FLAX_FIELD:
+            continue  # num_batches_tracked: Flax keeps none
+        is_bn_weight = tensor.field == "weight" and tensor.role == "vector"
+        flax_field = "scale" if is_bn_weight else FLAX_FIELD[tensor.field]
+        yield tensor.name, f"{tensor.op}.{flax_field}", tensor.shape, tensor.role
 
 
 def _flax_shape(shape, kind):
@@ -63,12 +53,7 @@ def _flax_shape(shape, kind):
 
 def torch_shapes(low: LoweredNetwork, stats: bool = True) -> dict[str, tuple[int, ...]]:
     """Every tensor of the generated PyTorch model's state_dict (without stats: parameters only)."""
-    out = {t: s for t, _, s, _ in _pairs(low) if stats or t.rsplit(".", 1)[1] not in STATS}
-    if stats:
-        out.update(
-            {f"{op.name}.num_batches_tracked": () for op in low.ops() if isinstance(op, BatchNorm)}
-        )
-    return out
+    return {t.name: t.shape for t in state_dict_schema(low) if stats or not t.is_statistic}
 
 
 def flax_shapes(low: LoweredNetwork, stats: bool = True) -> dict[str, tuple[int, ...]]:
@@ -82,22 +67,7 @@ def flax_shapes(low: LoweredNetwork, stats: bool = True) -> dict[str, tuple[int,
 
 def _check(tensors: Mapping, expected: Mapping[str, tuple], side: str, low: LoweredNetwork) -> None:
     """Names and shapes exactly as the IR says, or one error listing every offending name."""
-    problems = []
-    missing = [n for n in expected if n not in tensors]
-    unexpected = [n for n in tensors if n not in expected]
-    if missing:
-        problems.append(f"missing: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected: {', '.join(unexpected)}")
-    wrong = [
-        f"{n} {tuple(np.shape(tensors[n]))} (expected {expected[n]})"
-        for n in expected
-        if n in tensors and tuple(np.shape(tensors[n])) != tuple(expected[n])
-    ]
-    if wrong:
-        problems.append(f"wrong shape: {', '.join(wrong)}")
-    if problems:
-        raise CsnError(f"{side} weights do not fit {low.name}: " + "; ".join(problems))
+    check_fit(tensors, expected, f"{side} weights do not fit {low.name}")
 
 
 def torch_to_flax(

@@ -13,28 +13,16 @@ import re
 from dataclasses import dataclass
 
 from ..ops import BatchNorm, Conv3d, Linear, LoweredNetwork
+from ..schema import BN_TENSORS, state_dict_schema
 from ..spec import Family
 
 PARAM_OPS = (Conv3d, BatchNorm, Linear)
-BN_FIELDS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+BN_FIELDS = BN_TENSORS
 
 
 def target_shapes(low: LoweredNetwork) -> dict[str, tuple[int, ...]]:
     """The generated model's state-dict keys and shapes, in forward order."""
-    out: dict[str, tuple[int, ...]] = {}
-    for op in low.ops():
-        if isinstance(op, Conv3d):
-            out[f"{op.name}.weight"] = (op.out_channels, op.in_channels // op.groups) + op.kernel
-            if op.bias:
-                out[f"{op.name}.bias"] = (op.out_channels,)
-        elif isinstance(op, BatchNorm):
-            for field in BN_FIELDS:
-                out[f"{op.name}.{field}"] = () if field == "num_batches_tracked" else (op.channels,)
-        elif isinstance(op, Linear):
-            out[f"{op.name}.weight"] = (op.out_features, op.in_features)
-            if op.bias:
-                out[f"{op.name}.bias"] = (op.out_features,)
-    return out
+    return {tensor.name: tensor.shape for tensor in state_dict_schema(low)}
 
 
 @dataclass(frozen=True)
