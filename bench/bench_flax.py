@@ -13,7 +13,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,15 +46,14 @@ def main(argv=None) -> int:
     from flax import nnx
 
     import csnspec
+    from csnspec.backends import load_module
     from csnspec.commands.verify import parse_dims
-    from csnspec.verify import load_generated
     from csnspec.weights.convert import flax_model, torch_to_flax
 
     net = csnspec.load(args.spec).with_input(parse_dims(args.input))
     low = csnspec.lower(net)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmod = load_generated(low, "torch", Path(tmp))
-        fmod = load_generated(low, "flax", Path(tmp))
+    tmod = load_module(low, "torch")
+    fmod = load_module(low, "flax")
     torch.manual_seed(0)
     tm = tmod.build()
     sd = {k: v.detach().numpy() for k, v in tm.state_dict().items()}

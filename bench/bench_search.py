@@ -81,35 +81,26 @@ def bench_space(path: Path, count: int, n_parse: int, n_torch: int) -> dict:
 
 
 def bench_torch(space, cands) -> float:
-    import importlib.util
-    import tempfile
-
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from csnspec.backends import render
+    from csnspec.backends import load_module
 
     torch.set_num_threads(1)
     total = 0.0
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, cand in enumerate(cands):
-            t = time.perf_counter()
-            net = csnspec.parse(canonical(space, cand))
-            path = Path(tmp) / f"m{i}.py"
-            path.write_text(render(csnspec.lower(net), "torch"))
-            spec = importlib.util.spec_from_file_location(f"bench_m{i}", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
-            model = module.build(net.classes).to("meta").eval()
-            x = torch.zeros((1, *net.input), device="meta")
-            with FlopCounterMode(display=False) as counter, torch.no_grad():
-                model(x)
-            total += time.perf_counter() - t
-            assert counter.get_total_flops() == 2 * cand.cost.flops, (
-                counter.get_total_flops(),
-                cand.cost.flops,
-            )
+    for cand in cands:
+        t = time.perf_counter()
+        net = csnspec.parse(canonical(space, cand))
+        module = load_module(csnspec.lower(net), "torch")
+        model = module.build(net.classes).to("meta").eval()
+        x = torch.zeros((1, *net.input), device="meta")
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(x)
+        total += time.perf_counter() - t
+        assert counter.get_total_flops() == 2 * cand.cost.flops, (
+            counter.get_total_flops(),
+            cand.cost.flops,
+        )
     return total / len(cands)
 
 

@@ -25,18 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def generated_model(spec: str, frames: int, crop: int, classes: int, tmp: Path):
-    import importlib.util
-
     import csnspec
-    from csnspec.backends import render
+    from csnspec.backends import load_module
 
     net = csnspec.load(spec).with_input(input=(3, frames, crop, crop), classes=classes)
-    path = tmp / "generated_model.py"
-    path.write_text(render(csnspec.lower(net), "torch"))
-    spec_ = importlib.util.spec_from_file_location("generated_model", path)
-    module = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(module)
-    return module.build(num_classes=classes)
+    return load_module(csnspec.lower(net), "torch").build(num_classes=classes)
 
 
 def pytorchvideo_model(depth: int, frames: int, crop: int, classes: int):

@@ -31,13 +31,8 @@ Flax's own rounding error is often ~10x PyTorch's; a real bug is off by orders m
 from __future__ import annotations
 
 import copy
-import importlib.util
-import itertools
 import math
-import sys
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -50,7 +45,6 @@ KINK_MARGIN = 1e-5  # a ReLU input this close to 0 may fall on either side in fl
 KINK_REDRAWS = 2  # new clips tried when only gradients disagree and a ReLU input is that close
 CHAOS = 0.1  # a float32 floor past this: float32 itself is not meaningful there
 CHECKS = ("eval", "train", "stats", "grad")
-_counter = itertools.count()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,26 +143,6 @@ class Result:
         else:
             lines.append("PyTorch and Flax agree")
         return "\n".join(lines)
-
-
-# -- loading the generated modules -----------------------------------------------------------
-
-
-def load_generated(low: LoweredNetwork, backend: str, folder: Path):
-    """Render, write and import one backend's module for `low` (a fresh module each call)."""
-    from .backends import module_name, render
-
-    path = Path(folder) / f"{backend}_{module_name(low.spec)}"
-    path.write_text(render(low, backend), encoding="utf-8")
-    name = f"_csnspec_verify_{backend}_{next(_counter)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(name, None)  # nothing looks it up by name later; do not pile up
-    return module
 
 
 def _at(model, dotted: str):
@@ -348,6 +322,7 @@ def compare(net, *, input_shape=None, seed: int = 0, batch: int = 2, jit: bool =
     op is dispatched, and compiled, on its own)."""
     import torch
 
+    from .backends import load_module
     from .lowering import lower
     from .printer import format_spec
     from .weights.convert import flax_model, torch_to_flax
@@ -360,9 +335,8 @@ def compare(net, *, input_shape=None, seed: int = 0, batch: int = 2, jit: bool =
     parts = ["input", *block_names, "head", "logits"]
     rng = np.random.default_rng(seed)
 
-    with tempfile.TemporaryDirectory(prefix="csnspec-verify-") as tmp:
-        tmod = load_generated(low, "torch", Path(tmp))
-        fmod = load_generated(low, "flax", Path(tmp))
+    tmod = load_module(low, "torch")
+    fmod = load_module(low, "flax")
 
     torch.manual_seed(seed)
     tm = tmod.build()

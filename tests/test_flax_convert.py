@@ -101,10 +101,10 @@ def test_cli_converts_both_ways_and_torch_loads_the_result(tmp_path, capsys):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from csnspec.verify import load_generated
+    from csnspec.backends import load_module
 
     low = csnspec.lower(csnspec.load(TINY))
-    model = load_generated(low, "torch", tmp_path).build()
+    model = load_module(low, "torch").build()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_()
@@ -132,7 +132,7 @@ def test_cli_converts_both_ways_and_torch_loads_the_result(tmp_path, capsys):
     )
     assert "generated torch model" in capsys.readouterr().out
 
-    fresh = load_generated(low, "torch", tmp_path).build(weights=str(tmp_path / "back.safetensors"))
+    fresh = load_module(low, "torch").build(weights=str(tmp_path / "back.safetensors"))
     for k, v in fresh.state_dict().items():
         assert torch.equal(v, sd[k]), k  # num_batches_tracked too, through the metadata
 
@@ -150,11 +150,11 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
 
 def test_flax_model_takes_converted_weights_without_initialising(tmp_path):
     pytest.importorskip("flax")
-    from csnspec.verify import load_generated
+    from csnspec.backends import load_module
     from csnspec.weights.convert import flax_model, from_nnx
 
     low = csnspec.lower(csnspec.load(TINY))
-    module = load_generated(low, "flax", tmp_path)
+    module = load_module(low, "flax")
     flat = torch_to_flax(_random(torch_shapes(low)), low)
     model = flax_model(module.build, flat)
     got = from_nnx(model)

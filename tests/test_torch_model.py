@@ -8,10 +8,6 @@ done (a 152-layer network takes 15 s on this CPU otherwise). Real CPU runs are t
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -21,24 +17,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import csnspec
 from csnspec.analysis import op_cost
-from csnspec.backends import render
+from csnspec.backends import load_module
 from csnspec.ops import BatchNorm, Conv3d, GlobalAvgPool, Linear
 
 CLIP = (3, 4, 32, 32)  # every spec in specs/ lowers at this size
 
 
-def load_source(text: str, name: str) -> types.ModuleType:
-    """Import generated source as a module (registered, so torch.compile could find it)."""
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    module = importlib.util.module_from_spec(spec)
-    exec(compile(text, f"<generated {name}>", "exec"), module.__dict__)  # noqa: S102 - our output
-    sys.modules[name] = module
-    return module
-
-
 def generated(path, clip=CLIP):
     low = csnspec.lower(csnspec.load(path).with_input(clip))
-    return low, load_source(render(low, "torch"), f"_gen_{path.stem.replace('-', '_')}")
+    return low, load_module(low, "torch")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -68,7 +55,7 @@ def test_model_equals_the_ir(path):
 
 def test_optional_layers_equal_the_ir():
     low = csnspec.lower(csnspec.parse(ODD))
-    module = load_source(render(low, "torch"), "_gen_odd")
+    module = load_module(low, "torch")
     check_against_ir(low, module)
     torch.manual_seed(0)
     model = module.build().train()

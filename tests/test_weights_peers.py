@@ -380,15 +380,10 @@ def ir_forward(low, sd: dict, x):
 
 
 def generated(low, tmp_path):
-    """The torch backend's module for `low`, written to tmp_path and imported."""
-    from csnspec.backends import module_name, render
+    """The torch backend's module for `low`, imported in memory (tmp_path is not used)."""
+    from csnspec.backends import load_module
 
-    path = tmp_path / module_name(low.spec)
-    path.write_text(render(low, "torch"))
-    spec = importlib.util.spec_from_file_location(f"csnspec_gen_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(low, "torch")
 
 
 def spec_text(family, layers, clip, classes, eps, head="avgpool, fc", stem=""):

@@ -18,16 +18,71 @@ Channels-last: the model takes (N, T, H, W, C) clips; `from_torch_layout` turns 
 batch (N, C, T, H, W) into one. Attribute paths are the op names of csnspec's lowered IR
 (`layer1.0.conv_a` is `model.layer1[0].conv_a`), as in the PyTorch backend's state_dict.
 Needs only jax and flax.
+
+depthwise     auto (`csnspec compile --depthwise`: the default of DEPTHWISE below)
+Depthwise convs run with `DepthwiseConv`, in the implementation DEPTHWISE names unless
+`build(depthwise=...)` or `model.set_depthwise(...)` says otherwise; "auto" picks the
+fastest correct one for the device at run time.
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
+from jax import lax
 
 NETWORK = "ip-csn-50"
 SPEC_SHA256 = "08b737991f5ca43aa4bbc86c073fc6d0b5a44f8bbdd3c14a2d15a1c30bbc6157"
 INPUT_SHAPE = (3, 8, 224, 224)  # C, T, H, W; the model takes it channels-last
+DEPTHWISE = "auto"  # the implementation depthwise convs run by default
+
+# The public CSN code's initialisation, as the PyTorch backend's: Kaiming-normal (fan-out)
+# convs, a N(0, 0.01) classifier, BatchNorm scale 1 and bias 0 (nnx's defaults).
+conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+fc_init = nnx.initializers.normal(0.01)
+
+
+# -- depthwise convolutions (inlined from csnspec.kernels) ------------------------------
+
+# Depthwise 3D convolution, channels-last. Stand-in until the kernels branch lands.
+
+JAX_DEPTHWISE_IMPLS = ("auto", "native", "shifted")
+
+
+def depthwise_conv3d(x, kernel, strides, padding, impl: str = "auto"):
+    """A depthwise 3D convolution of `x` (N, T, H, W, C) with `kernel` (kt, kh, kw, 1, C)."""
+    if impl not in JAX_DEPTHWISE_IMPLS:
+        raise ValueError(
+            f"unknown depthwise implementation {impl!r}; choose one of {JAX_DEPTHWISE_IMPLS}"
+        )
+    pads = [(p, p) for p in padding]
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=tuple(strides),
+        padding=pads,
+        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+        feature_group_count=x.shape[-1],
+    )
+
+
+class DepthwiseConv(nnx.Module):
+    """A depthwise conv with nnx.Conv's kernel layout (kt, kh, kw, 1, C)."""
+
+    def __init__(self, channels, kernel_size, strides, padding, *, impl: str = "auto", rngs):
+        init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+        shape = (*kernel_size, 1, channels)
+        self.kernel = nnx.Param(init(rngs.params(), shape, jnp.float32))
+        self.strides = tuple(strides)
+        self.padding = tuple(padding)
+        self.impl = impl
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return depthwise_conv3d(x, self.kernel[...], self.strides, self.padding, self.impl)
+
+
+# -- the network -----------------------------------------------------------------------
 
 
 class BottleneckIP(nnx.Module):
@@ -40,18 +95,17 @@ class BottleneckIP(nnx.Module):
         in_channels: int,
         width: int,
         out_channels: int,
-        stride: tuple[int, int, int],
-        shortcut: bool,
+        stride: tuple[int, int, int] = (1, 1, 1),
+        shortcut: bool = False,
         *,
         rngs: nnx.Rngs,
     ) -> None:
         self.conv_a = nnx.Conv(
             in_channels,
             width,
-            (1, 1, 1),
-            strides=(1, 1, 1),
-            padding=((0, 0), (0, 0), (0, 0)),
+            kernel_size=(1, 1, 1),
             use_bias=False,
+            kernel_init=conv_init,
             rngs=rngs,
         )
         self.bn_a = nnx.BatchNorm(
@@ -64,10 +118,9 @@ class BottleneckIP(nnx.Module):
         self.conv_ip = nnx.Conv(
             width,
             width,
-            (1, 1, 1),
-            strides=(1, 1, 1),
-            padding=((0, 0), (0, 0), (0, 0)),
+            kernel_size=(1, 1, 1),
             use_bias=False,
+            kernel_init=conv_init,
             rngs=rngs,
         )
         self.bn_ip = nnx.BatchNorm(
@@ -77,14 +130,11 @@ class BottleneckIP(nnx.Module):
             use_fast_variance=False,
             rngs=rngs,
         )
-        self.conv_b = nnx.Conv(
+        self.conv_b = DepthwiseConv(
             width,
-            width,
-            (3, 3, 3),
+            kernel_size=(3, 3, 3),
             strides=stride,
-            padding=((1, 1), (1, 1), (1, 1)),
-            feature_group_count=width,
-            use_bias=False,
+            padding=(1, 1, 1),
             rngs=rngs,
         )
         self.bn_b = nnx.BatchNorm(
@@ -97,10 +147,9 @@ class BottleneckIP(nnx.Module):
         self.conv_c = nnx.Conv(
             width,
             out_channels,
-            (1, 1, 1),
-            strides=(1, 1, 1),
-            padding=((0, 0), (0, 0), (0, 0)),
+            kernel_size=(1, 1, 1),
             use_bias=False,
+            kernel_init=conv_init,
             rngs=rngs,
         )
         self.bn_c = nnx.BatchNorm(
@@ -114,10 +163,10 @@ class BottleneckIP(nnx.Module):
             self.shortcut_conv = nnx.Conv(
                 in_channels,
                 out_channels,
-                (1, 1, 1),
+                kernel_size=(1, 1, 1),
                 strides=stride,
-                padding=((0, 0), (0, 0), (0, 0)),
                 use_bias=False,
+                kernel_init=conv_init,
                 rngs=rngs,
             )
             self.shortcut_bn = nnx.BatchNorm(
@@ -147,10 +196,11 @@ class Stem(nnx.Module):
         self.conv1 = nnx.Conv(
             3,
             64,
-            (3, 7, 7),
+            kernel_size=(3, 7, 7),
             strides=(1, 2, 2),
             padding=((1, 1), (3, 3), (3, 3)),
             use_bias=False,
+            kernel_init=conv_init,
             rngs=rngs,
         )
         self.bn1 = nnx.BatchNorm(
@@ -175,10 +225,14 @@ class Head(nnx.Module):
     """The head: global average -> fc."""
 
     def __init__(self, num_classes: int, *, rngs: nnx.Rngs) -> None:
-        self.fc = nnx.Linear(2048, num_classes, use_bias=True, rngs=rngs)
+        self.fc = nnx.Linear(2048, num_classes, kernel_init=fc_init, rngs=rngs)
+
+    def pool_features(self, x: jax.Array) -> jax.Array:
+        """The last feature map (N, t, h, w, C) pooled to features (N, C)."""
+        return x.mean(axis=(1, 2, 3))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = x.mean(axis=(1, 2, 3))
+        x = self.pool_features(x)
         return self.fc(x)
 
 
@@ -186,48 +240,85 @@ class IpCsn50(nnx.Module):
     """ip-csn-50: a stem, 4 stages of residual blocks and a classifier."""
 
     def __init__(self, num_classes: int = 400, *, rngs: nnx.Rngs) -> None:
+        self.num_features = 2048  # the classifier's input width
+        # the preprocessing the loaded weights expect (filled by csnspec.create_model)
+        self.pretrained_cfg: dict | None = None
         self.stem = Stem(rngs=rngs)
         self.layer1 = nnx.List(  # 256x8x56x56
             [
-                BottleneckIP(64, 64, 256, (1, 1, 1), True, rngs=rngs),
-                BottleneckIP(256, 64, 256, (1, 1, 1), False, rngs=rngs),
-                BottleneckIP(256, 64, 256, (1, 1, 1), False, rngs=rngs),
+                BottleneckIP(64, 64, 256, shortcut=True, rngs=rngs),
+                *(BottleneckIP(256, 64, 256, rngs=rngs) for _ in range(2)),
             ]
         )
         self.layer2 = nnx.List(  # 512x4x28x28
             [
-                BottleneckIP(256, 128, 512, (2, 2, 2), True, rngs=rngs),
-                BottleneckIP(512, 128, 512, (1, 1, 1), False, rngs=rngs),
-                BottleneckIP(512, 128, 512, (1, 1, 1), False, rngs=rngs),
-                BottleneckIP(512, 128, 512, (1, 1, 1), False, rngs=rngs),
+                BottleneckIP(256, 128, 512, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                *(BottleneckIP(512, 128, 512, rngs=rngs) for _ in range(3)),
             ]
         )
         self.layer3 = nnx.List(  # 1024x2x14x14
             [
-                BottleneckIP(512, 256, 1024, (2, 2, 2), True, rngs=rngs),
-                BottleneckIP(1024, 256, 1024, (1, 1, 1), False, rngs=rngs),
-                BottleneckIP(1024, 256, 1024, (1, 1, 1), False, rngs=rngs),
-                BottleneckIP(1024, 256, 1024, (1, 1, 1), False, rngs=rngs),
-                BottleneckIP(1024, 256, 1024, (1, 1, 1), False, rngs=rngs),
-                BottleneckIP(1024, 256, 1024, (1, 1, 1), False, rngs=rngs),
+                BottleneckIP(
+                    512,
+                    256,
+                    1024,
+                    stride=(2, 2, 2),
+                    shortcut=True,
+                    rngs=rngs,
+                ),
+                *(BottleneckIP(1024, 256, 1024, rngs=rngs) for _ in range(5)),
             ]
         )
         self.layer4 = nnx.List(  # 2048x1x7x7
             [
-                BottleneckIP(1024, 512, 2048, (2, 2, 2), True, rngs=rngs),
-                BottleneckIP(2048, 512, 2048, (1, 1, 1), False, rngs=rngs),
-                BottleneckIP(2048, 512, 2048, (1, 1, 1), False, rngs=rngs),
+                BottleneckIP(
+                    1024,
+                    512,
+                    2048,
+                    stride=(2, 2, 2),
+                    shortcut=True,
+                    rngs=rngs,
+                ),
+                *(BottleneckIP(2048, 512, 2048, rngs=rngs) for _ in range(2)),
             ]
         )
         self.head = Head(num_classes, rngs=rngs)
+        self.set_depthwise(DEPTHWISE)
 
-    def __call__(self, x: jax.Array, return_blocks: bool = False):
-        """(N, T, H, W, C) clips to (N, num_classes) logits.
+    def reset_classifier(
+        self,
+        num_classes: int,
+        *,
+        rngs: nnx.Rngs | None = None,
+    ) -> None:
+        """A new, freshly initialised classifier for `num_classes` classes."""
+        self.head.fc = nnx.Linear(
+            self.num_features,
+            num_classes,
+            kernel_init=fc_init,
+            rngs=rngs or nnx.Rngs(0),
+        )
 
-        With `return_blocks`, also a dict of every block's output by its IR name ("stem",
-        "layer1.0", ...): what `csnspec verify` compares block by block.
+    def set_depthwise(self, impl: str) -> None:
+        """Run every depthwise conv with `impl`, one of JAX_DEPTHWISE_IMPLS."""
+        if impl not in JAX_DEPTHWISE_IMPLS:
+            choices = ", ".join(JAX_DEPTHWISE_IMPLS)
+            raise ValueError(f"depthwise={impl!r} is not one of {choices}")
+        for _, m in nnx.iter_modules(self):
+            if isinstance(m, DepthwiseConv):
+                m.impl = impl
+
+    def forward_feature_map(
+        self,
+        x: jax.Array,
+        blocks: dict | None = None,
+    ) -> jax.Array:
+        """(N, T, H, W, C) clips to the last stage's feature map (N, t, h, w, C).
+
+        With a dict `blocks`, also every block's output by its IR name ("stem",
+        "layer1.0", ...) in it: what `csnspec verify` compares block by block.
         """
-        blocks = {}
+        blocks = {} if blocks is None else blocks
         x = blocks["stem"] = self.stem(x)
         for i, block in enumerate(self.layer1):
             x = blocks[f"layer1.{i}"] = block(x)
@@ -237,7 +328,19 @@ class IpCsn50(nnx.Module):
             x = blocks[f"layer3.{i}"] = block(x)
         for i, block in enumerate(self.layer4):
             x = blocks[f"layer4.{i}"] = block(x)
-        logits = self.head(x)
+        return x
+
+    def forward_features(self, x: jax.Array) -> jax.Array:
+        """(N, T, H, W, C) clips to pooled features (N, num_features)."""
+        return self.head.pool_features(self.forward_feature_map(x))
+
+    def __call__(self, x: jax.Array, return_blocks: bool = False):
+        """(N, T, H, W, C) clips to (N, num_classes) logits.
+
+        With `return_blocks`, also a dict of every block's output by its IR name.
+        """
+        blocks: dict[str, jax.Array] = {}
+        logits = self.head(self.forward_feature_map(x, blocks))
         return (logits, blocks) if return_blocks else logits
 
 
@@ -246,10 +349,19 @@ def from_torch_layout(x: jax.Array) -> jax.Array:
     return x.transpose(0, 2, 3, 4, 1)
 
 
-def build(num_classes: int = 400, *, seed: int = 0) -> IpCsn50:
-    """The network with fresh weights (Flax's default initialisers, drawn from `seed`).
+def build(
+    num_classes: int = 400,
+    *,
+    seed: int = 0,
+    depthwise: str | None = None,
+) -> IpCsn50:
+    """The network with fresh weights, initialised as the PyTorch backend's, from `seed`.
 
     Train with `model.train()`, evaluate with `model.eval()` (running BatchNorm statistics,
     no dropout); dropout draws from the same `seed`'s stream.
+    depthwise: how depthwise convs run, one of JAX_DEPTHWISE_IMPLS (default: DEPTHWISE).
     """
-    return IpCsn50(num_classes, rngs=nnx.Rngs(seed))
+    model = IpCsn50(num_classes, rngs=nnx.Rngs(seed))
+    if depthwise is not None:
+        model.set_depthwise(depthwise)
+    return model

@@ -29,6 +29,11 @@ NETWORK = "resnet3d-26"
 SPEC_SHA256 = "91831a6101342c181fa9579a1db47c7306e657f5a4e9ad527f5d786f0b354167"
 INPUT_SHAPE = (3, 8, 224, 224)  # C, T, H, W; the model takes it channels-last
 
+# The public CSN code's initialisation, as the PyTorch backend's: Kaiming-normal (fan-out)
+# convs, a N(0, 0.01) classifier, BatchNorm scale 1 and bias 0 (nnx's defaults).
+conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+fc_init = nnx.initializers.normal(0.01)
+
 
 class Bottleneck(nnx.Module):
     """A bottleneck block (Figure 4a): 1x1x1 -> 3x3x3 -> 1x1x1 convs, each with BatchNorm."""
@@ -38,18 +43,17 @@ class Bottleneck(nnx.Module):
         in_channels: int,
         width: int,
         out_channels: int,
-        stride: tuple[int, int, int],
-        shortcut: bool,
+        stride: tuple[int, int, int] = (1, 1, 1),
+        shortcut: bool = False,
         *,
         rngs: nnx.Rngs,
     ) -> None:
         self.conv_a = nnx.Conv(
             in_channels,
             width,
-            (1, 1, 1),
-            strides=(1, 1, 1),
-            padding=((0, 0), (0, 0), (0, 0)),
+            kernel_size=(1, 1, 1),
             use_bias=False,
+            kernel_init=conv_init,
             rngs=rngs,
         )
         self.bn_a = nnx.BatchNorm(
@@ -62,10 +66,11 @@ class Bottleneck(nnx.Module):
         self.conv_b = nnx.Conv(
             width,
             width,
-            (3, 3, 3),
+            kernel_size=(3, 3, 3),
             strides=stride,
             padding=((1, 1), (1, 1), (1, 1)),
             use_bias=False,
+            kernel_init=conv_init,
             rngs=rngs,
         )
         self.bn_b = nnx.BatchNorm(
@@ -78,10 +83,9 @@ class Bottleneck(nnx.Module):
         self.conv_c = nnx.Conv(
             width,
             out_channels,
-            (1, 1, 1),
-            strides=(1, 1, 1),
-            padding=((0, 0), (0, 0), (0, 0)),
+            kernel_size=(1, 1, 1),
             use_bias=False,
+            kernel_init=conv_init,
             rngs=rngs,
         )
         self.bn_c = nnx.BatchNorm(
@@ -95,10 +99,10 @@ class Bottleneck(nnx.Module):
             self.shortcut_conv = nnx.Conv(
                 in_channels,
                 out_channels,
-                (1, 1, 1),
+                kernel_size=(1, 1, 1),
                 strides=stride,
-                padding=((0, 0), (0, 0), (0, 0)),
                 use_bias=False,
+                kernel_init=conv_init,
                 rngs=rngs,
             )
             self.shortcut_bn = nnx.BatchNorm(
@@ -127,10 +131,11 @@ class Stem(nnx.Module):
         self.conv1 = nnx.Conv(
             3,
             64,
-            (3, 7, 7),
+            kernel_size=(3, 7, 7),
             strides=(1, 2, 2),
             padding=((1, 1), (3, 3), (3, 3)),
             use_bias=False,
+            kernel_init=conv_init,
             rngs=rngs,
         )
         self.bn1 = nnx.BatchNorm(
@@ -155,10 +160,14 @@ class Head(nnx.Module):
     """The head: global average -> fc."""
 
     def __init__(self, num_classes: int, *, rngs: nnx.Rngs) -> None:
-        self.fc = nnx.Linear(512, num_classes, use_bias=True, rngs=rngs)
+        self.fc = nnx.Linear(512, num_classes, kernel_init=fc_init, rngs=rngs)
+
+    def pool_features(self, x: jax.Array) -> jax.Array:
+        """The last feature map (N, t, h, w, C) pooled to features (N, C)."""
+        return x.mean(axis=(1, 2, 3))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = x.mean(axis=(1, 2, 3))
+        x = self.pool_features(x)
         return self.fc(x)
 
 
@@ -166,40 +175,60 @@ class Resnet3d26(nnx.Module):
     """resnet3d-26: a stem, 4 stages of residual blocks and a classifier."""
 
     def __init__(self, num_classes: int = 400, *, rngs: nnx.Rngs) -> None:
+        self.num_features = 512  # the classifier's input width
+        # the preprocessing the loaded weights expect (filled by csnspec.create_model)
+        self.pretrained_cfg: dict | None = None
         self.stem = Stem(rngs=rngs)
         self.layer1 = nnx.List(  # 64x8x56x56
             [
-                Bottleneck(64, 64, 64, (1, 1, 1), False, rngs=rngs),
-                Bottleneck(64, 64, 64, (1, 1, 1), False, rngs=rngs),
+                *(Bottleneck(64, 64, 64, rngs=rngs) for _ in range(2)),
             ]
         )
         self.layer2 = nnx.List(  # 128x4x28x28
             [
-                Bottleneck(64, 128, 128, (2, 2, 2), True, rngs=rngs),
-                Bottleneck(128, 128, 128, (1, 1, 1), False, rngs=rngs),
+                Bottleneck(64, 128, 128, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                Bottleneck(128, 128, 128, rngs=rngs),
             ]
         )
         self.layer3 = nnx.List(  # 256x2x14x14
             [
-                Bottleneck(128, 256, 256, (2, 2, 2), True, rngs=rngs),
-                Bottleneck(256, 256, 256, (1, 1, 1), False, rngs=rngs),
+                Bottleneck(128, 256, 256, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                Bottleneck(256, 256, 256, rngs=rngs),
             ]
         )
         self.layer4 = nnx.List(  # 512x1x7x7
             [
-                Bottleneck(256, 512, 512, (2, 2, 2), True, rngs=rngs),
-                Bottleneck(512, 512, 512, (1, 1, 1), False, rngs=rngs),
+                Bottleneck(256, 512, 512, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                Bottleneck(512, 512, 512, rngs=rngs),
             ]
         )
         self.head = Head(num_classes, rngs=rngs)
 
-    def __call__(self, x: jax.Array, return_blocks: bool = False):
-        """(N, T, H, W, C) clips to (N, num_classes) logits.
+    def reset_classifier(
+        self,
+        num_classes: int,
+        *,
+        rngs: nnx.Rngs | None = None,
+    ) -> None:
+        """A new, freshly initialised classifier for `num_classes` classes."""
+        self.head.fc = nnx.Linear(
+            self.num_features,
+            num_classes,
+            kernel_init=fc_init,
+            rngs=rngs or nnx.Rngs(0),
+        )
 
-        With `return_blocks`, also a dict of every block's output by its IR name ("stem",
-        "layer1.0", ...): what `csnspec verify` compares block by block.
+    def forward_feature_map(
+        self,
+        x: jax.Array,
+        blocks: dict | None = None,
+    ) -> jax.Array:
+        """(N, T, H, W, C) clips to the last stage's feature map (N, t, h, w, C).
+
+        With a dict `blocks`, also every block's output by its IR name ("stem",
+        "layer1.0", ...) in it: what `csnspec verify` compares block by block.
         """
-        blocks = {}
+        blocks = {} if blocks is None else blocks
         x = blocks["stem"] = self.stem(x)
         for i, block in enumerate(self.layer1):
             x = blocks[f"layer1.{i}"] = block(x)
@@ -209,7 +238,19 @@ class Resnet3d26(nnx.Module):
             x = blocks[f"layer3.{i}"] = block(x)
         for i, block in enumerate(self.layer4):
             x = blocks[f"layer4.{i}"] = block(x)
-        logits = self.head(x)
+        return x
+
+    def forward_features(self, x: jax.Array) -> jax.Array:
+        """(N, T, H, W, C) clips to pooled features (N, num_features)."""
+        return self.head.pool_features(self.forward_feature_map(x))
+
+    def __call__(self, x: jax.Array, return_blocks: bool = False):
+        """(N, T, H, W, C) clips to (N, num_classes) logits.
+
+        With `return_blocks`, also a dict of every block's output by its IR name.
+        """
+        blocks: dict[str, jax.Array] = {}
+        logits = self.head(self.forward_feature_map(x, blocks))
         return (logits, blocks) if return_blocks else logits
 
 
@@ -219,7 +260,7 @@ def from_torch_layout(x: jax.Array) -> jax.Array:
 
 
 def build(num_classes: int = 400, *, seed: int = 0) -> Resnet3d26:
-    """The network with fresh weights (Flax's default initialisers, drawn from `seed`).
+    """The network with fresh weights, initialised as the PyTorch backend's, from `seed`.
 
     Train with `model.train()`, evaluate with `model.eval()` (running BatchNorm statistics,
     no dropout); dropout draws from the same `seed`'s stream.

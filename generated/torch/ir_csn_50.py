@@ -18,14 +18,78 @@ Figures are those of Tran et al., "Video Classification with Channel-Separated
 Convolutional Networks" (ICCV 2019). Shapes in comments are per clip, batch dimension
 left out, for the input clip above.
 Needs only torch; `load_weights` also needs the safetensors package.
+
+depthwise     auto (`csnspec compile --depthwise`: the default of DEPTHWISE below)
+Depthwise convs run with `DepthwiseConv3d`, in the implementation DEPTHWISE names unless
+`build(depthwise=...)` or `model.set_depthwise(...)` says otherwise; "auto" picks the
+fastest correct one for the device at run time.
 """
 
+import os
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NETWORK = "ir-csn-50"
 SPEC_SHA256 = "8347cbb71059899559d9f5472eddda865a7e7813540599cc5a7a021de7da4c0f"
 INPUT_SHAPE = (3, 8, 224, 224)
+DEPTHWISE = "auto"  # the implementation depthwise convs run by default
+
+
+# -- depthwise convolutions (inlined from csnspec.kernels) ------------------------------
+
+# Depthwise 3D convolution (one filter per channel). Stand-in until the kernels branch lands:
+# every implementation is the native call.
+
+DEPTHWISE_IMPLS = ("auto", "native", "cpu", "triton")
+
+
+def depthwise_conv3d(x, weight, stride, padding, impl: str = "auto"):
+    """A depthwise 3D convolution of `x` (N, C, T, H, W) with `weight` (C, 1, kt, kh, kw)."""
+    if impl not in DEPTHWISE_IMPLS:
+        raise ValueError(
+            f"unknown depthwise implementation {impl!r}; choose one of {DEPTHWISE_IMPLS}"
+        )
+    if (
+        impl == "triton"
+        and not torch.cuda.is_available()
+        and not os.environ.get("TRITON_INTERPRET")
+    ):
+        raise RuntimeError("the triton depthwise implementation needs CUDA")
+    return F.conv3d(x, weight, None, stride, padding, 1, weight.shape[0])
+
+
+class DepthwiseConv3d(nn.Conv3d):
+    """nn.Conv3d with groups == in == out channels, run by `depthwise_conv3d`."""
+
+    def __init__(self, channels, kernel_size, stride=1, padding=0, impl: str = "auto"):
+        super().__init__(
+            channels,
+            channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            groups=channels,
+            bias=False,
+        )
+        self.impl = impl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return F.conv3d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
+        return self._fast_forward(x)
+
+    @torch.jit.unused
+    def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return depthwise_conv3d(x, self.weight, self.stride, self.padding, self.impl)
+
+
+# Triton kernels: a stand-in until the kernels branch lands (no Triton path here).
+_TRITON = False
+
+
+# -- the network -----------------------------------------------------------------------
 
 
 class BottleneckD(nn.Module):
@@ -36,28 +100,24 @@ class BottleneckD(nn.Module):
         in_channels: int,
         width: int,
         out_channels: int,
-        stride: tuple[int, int, int],
-        shortcut: bool,
+        stride: tuple[int, int, int] = (1, 1, 1),
+        shortcut: bool = False,
     ) -> None:
         super().__init__()
         self.conv_a = nn.Conv3d(in_channels, width, kernel_size=(1, 1, 1), bias=False)
-        self.bn_a = nn.BatchNorm3d(width, eps=0.001, momentum=0.1)
+        self.bn_a = nn.BatchNorm3d(width, eps=0.001)
         self.relu_a = nn.ReLU(inplace=True)
         # depthwise (one filter per channel)
-        self.conv_b = nn.Conv3d(
-            width,
+        self.conv_b = DepthwiseConv3d(
             width,
             kernel_size=(3, 3, 3),
             stride=stride,
             padding=(1, 1, 1),
-            groups=width,
-            bias=False,
         )
-        self.bn_b = nn.BatchNorm3d(width, eps=0.001, momentum=0.1)
+        self.bn_b = nn.BatchNorm3d(width, eps=0.001)
         self.relu_b = nn.ReLU(inplace=True)
         self.conv_c = nn.Conv3d(width, out_channels, kernel_size=(1, 1, 1), bias=False)
-        self.bn_c = nn.BatchNorm3d(out_channels, eps=0.001, momentum=0.1)
-        self.shortcut = shortcut
+        self.bn_c = nn.BatchNorm3d(out_channels, eps=0.001)
         if shortcut:
             # a 1x1x1 projection where the block changes width or resolution
             self.shortcut_conv = nn.Conv3d(
@@ -67,14 +127,17 @@ class BottleneckD(nn.Module):
                 stride=stride,
                 bias=False,
             )
-            self.shortcut_bn = nn.BatchNorm3d(out_channels, eps=0.001, momentum=0.1)
+            self.shortcut_bn = nn.BatchNorm3d(out_channels, eps=0.001)
+        else:
+            self.shortcut_conv = None
+            self.shortcut_bn = None
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu_a(self.bn_a(self.conv_a(x)))
         out = self.relu_b(self.bn_b(self.conv_b(out)))
         out = self.bn_c(self.conv_c(out))
-        if self.shortcut:
+        if self.shortcut_conv is not None and self.shortcut_bn is not None:
             x = self.shortcut_bn(self.shortcut_conv(x))
         return self.relu(out + x)
 
@@ -92,7 +155,7 @@ class Stem(nn.Module):
             padding=(1, 3, 3),
             bias=False,
         )
-        self.bn1 = nn.BatchNorm3d(64, eps=0.001, momentum=0.1)
+        self.bn1 = nn.BatchNorm3d(64, eps=0.001)
         self.relu1 = nn.ReLU(inplace=True)
         self.pool1 = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
 
@@ -109,47 +172,48 @@ class Head(nn.Module):
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(2048, num_classes)
 
+    def pool_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map (N, C, t, h, w) pooled to features (N, C)."""
+        return self.pool(x).flatten(1)  # 2048
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(x).flatten(1)  # 2048
-        return self.fc(x)  # num_classes
+        return self.fc(self.pool_features(x))  # num_classes
 
 
 class IrCsn50(nn.Module):
     """ir-csn-50: a stem, 4 stages of residual blocks and a classifier."""
 
+    # TorchScript leaves out `pretrained_cfg` (the preprocessing the weights expect)
+    __jit_ignored_attributes__ = ("pretrained_cfg",)
+
     def __init__(self, num_classes: int = 400, zero_init_last_bn: bool = False) -> None:
         super().__init__()
+        self.num_features = 2048  # the classifier's input width
+        self.pretrained_cfg: dict | None = None
         self.stem = Stem()
         # 64x8x56x56 -> 256x8x56x56
         self.layer1 = nn.Sequential(
-            BottleneckD(64, 64, 256, stride=(1, 1, 1), shortcut=True),
-            BottleneckD(256, 64, 256, stride=(1, 1, 1), shortcut=False),
-            BottleneckD(256, 64, 256, stride=(1, 1, 1), shortcut=False),
+            BottleneckD(64, 64, 256, shortcut=True),
+            *(BottleneckD(256, 64, 256) for _ in range(2)),
         )
         # 256x8x56x56 -> 512x4x28x28
         self.layer2 = nn.Sequential(
             BottleneckD(256, 128, 512, stride=(2, 2, 2), shortcut=True),
-            BottleneckD(512, 128, 512, stride=(1, 1, 1), shortcut=False),
-            BottleneckD(512, 128, 512, stride=(1, 1, 1), shortcut=False),
-            BottleneckD(512, 128, 512, stride=(1, 1, 1), shortcut=False),
+            *(BottleneckD(512, 128, 512) for _ in range(3)),
         )
         # 512x4x28x28 -> 1024x2x14x14
         self.layer3 = nn.Sequential(
             BottleneckD(512, 256, 1024, stride=(2, 2, 2), shortcut=True),
-            BottleneckD(1024, 256, 1024, stride=(1, 1, 1), shortcut=False),
-            BottleneckD(1024, 256, 1024, stride=(1, 1, 1), shortcut=False),
-            BottleneckD(1024, 256, 1024, stride=(1, 1, 1), shortcut=False),
-            BottleneckD(1024, 256, 1024, stride=(1, 1, 1), shortcut=False),
-            BottleneckD(1024, 256, 1024, stride=(1, 1, 1), shortcut=False),
+            *(BottleneckD(1024, 256, 1024) for _ in range(5)),
         )
         # 1024x2x14x14 -> 2048x1x7x7
         self.layer4 = nn.Sequential(
             BottleneckD(1024, 512, 2048, stride=(2, 2, 2), shortcut=True),
-            BottleneckD(2048, 512, 2048, stride=(1, 1, 1), shortcut=False),
-            BottleneckD(2048, 512, 2048, stride=(1, 1, 1), shortcut=False),
+            *(BottleneckD(2048, 512, 2048) for _ in range(2)),
         )
         self.head = Head(num_classes)
         self.reset_parameters(zero_init_last_bn)
+        self.set_depthwise(DEPTHWISE)
 
     def reset_parameters(self, zero_init_last_bn: bool = False) -> None:
         """Initialise like the public CSN code: Kaiming-normal convs, BN 1 and 0."""
@@ -171,14 +235,36 @@ class IrCsn50(nn.Module):
                 if isinstance(m, BottleneckD):
                     nn.init.zeros_(m.bn_c.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, T, H, W) clips to (N, num_classes) logits."""
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised classifier for `num_classes` classes."""
+        self.head.fc = nn.Linear(self.num_features, num_classes)
+        nn.init.normal_(self.head.fc.weight, std=0.01)
+        nn.init.zeros_(self.head.fc.bias)
+
+    def set_depthwise(self, impl: str) -> None:
+        """Run every depthwise conv with `impl`, one of DEPTHWISE_IMPLS."""
+        if impl not in DEPTHWISE_IMPLS:
+            choices = ", ".join(DEPTHWISE_IMPLS)
+            raise ValueError(f"depthwise={impl!r} is not one of {choices}")
+        for m in self.modules():
+            if isinstance(m, DepthwiseConv3d):
+                m.impl = impl
+
+    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, T, H, W) clips to the last stage's feature map (N, C, t, h, w)."""
         x = self.stem(x)  # 64x8x56x56
         x = self.layer1(x)  # 256x8x56x56
         x = self.layer2(x)  # 512x4x28x28
         x = self.layer3(x)  # 1024x2x14x14
-        x = self.layer4(x)  # 2048x1x7x7
-        return self.head(x)  # num_classes
+        return self.layer4(x)  # 2048x1x7x7
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, T, H, W) clips to pooled features (N, num_features)."""
+        return self.head.pool_features(self.forward_feature_map(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, T, H, W) clips to (N, num_classes) logits."""
+        return self.head(self.forward_feature_map(x))
 
 
 def build(
@@ -189,6 +275,7 @@ def build(
     compile: bool = False,
     weights: str | None = None,
     device: torch.device | str | None = None,
+    depthwise: str | None = None,
 ) -> nn.Module:
     """The network, initialised, or loaded from `weights` (a safetensors file).
 
@@ -198,8 +285,11 @@ def build(
         x.to(memory_format=torch.channels_last_3d).
     compile: wrap the model in torch.compile (it compiles on the first forward).
     device: where to put the model (default: the CPU).
+    depthwise: how depthwise convs run, one of DEPTHWISE_IMPLS (default: DEPTHWISE).
     """
     model = IrCsn50(num_classes, zero_init_last_bn=zero_init_last_bn)
+    if depthwise is not None:
+        model.set_depthwise(depthwise)
     if weights is not None:
         load_weights(model, weights)
     if device is not None:

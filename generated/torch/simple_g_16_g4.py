@@ -35,8 +35,8 @@ class SimpleGBlock(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        stride: tuple[int, int, int],
-        shortcut: bool,
+        stride: tuple[int, int, int] = (1, 1, 1),
+        shortcut: bool = False,
     ) -> None:
         super().__init__()
         # grouped (4 groups)
@@ -49,7 +49,7 @@ class SimpleGBlock(nn.Module):
             groups=4,
             bias=False,
         )
-        self.bn_a = nn.BatchNorm3d(out_channels, eps=1e-05, momentum=0.1)
+        self.bn_a = nn.BatchNorm3d(out_channels)
         self.relu_a = nn.ReLU(inplace=True)
         # grouped (4 groups)
         self.conv_b = nn.Conv3d(
@@ -60,8 +60,7 @@ class SimpleGBlock(nn.Module):
             groups=4,
             bias=False,
         )
-        self.bn_b = nn.BatchNorm3d(out_channels, eps=1e-05, momentum=0.1)
-        self.shortcut = shortcut
+        self.bn_b = nn.BatchNorm3d(out_channels)
         if shortcut:
             # a 1x1x1 projection where the block changes width or resolution
             self.shortcut_conv = nn.Conv3d(
@@ -71,13 +70,16 @@ class SimpleGBlock(nn.Module):
                 stride=stride,
                 bias=False,
             )
-            self.shortcut_bn = nn.BatchNorm3d(out_channels, eps=1e-05, momentum=0.1)
+            self.shortcut_bn = nn.BatchNorm3d(out_channels)
+        else:
+            self.shortcut_conv = None
+            self.shortcut_bn = None
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu_a(self.bn_a(self.conv_a(x)))
         out = self.bn_b(self.conv_b(out))
-        if self.shortcut:
+        if self.shortcut_conv is not None and self.shortcut_bn is not None:
             x = self.shortcut_bn(self.shortcut_conv(x))
         return self.relu(out + x)
 
@@ -95,7 +97,7 @@ class Stem(nn.Module):
             padding=(1, 3, 3),
             bias=False,
         )
-        self.bn1 = nn.BatchNorm3d(64, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm3d(64)
         self.relu1 = nn.ReLU(inplace=True)
         self.pool1 = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
 
@@ -112,44 +114,43 @@ class Head(nn.Module):
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(512, num_classes)
 
+    def pool_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map (N, C, t, h, w) pooled to features (N, C)."""
+        return self.pool(x).flatten(1)  # 512
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(x).flatten(1)  # 512
-        return self.fc(x)  # num_classes
+        return self.fc(self.pool_features(x))  # num_classes
 
 
 class SimpleG16G4(nn.Module):
     """simple-g-16-g4: a stem, 4 stages of residual blocks and a classifier."""
 
+    # TorchScript leaves out `pretrained_cfg` (the preprocessing the weights expect)
+    __jit_ignored_attributes__ = ("pretrained_cfg",)
+
     def __init__(self, num_classes: int = 400, zero_init_last_bn: bool = False) -> None:
         super().__init__()
+        self.num_features = 512  # the classifier's input width
+        self.pretrained_cfg: dict | None = None
         self.stem = Stem()
         # 64x8x56x56 -> 64x8x56x56
         self.layer1 = nn.Sequential(
-            SimpleGBlock(64, 64, stride=(1, 1, 1), shortcut=False),
-            SimpleGBlock(64, 64, stride=(1, 1, 1), shortcut=False),
-            SimpleGBlock(64, 64, stride=(1, 1, 1), shortcut=False),
+            *(SimpleGBlock(64, 64) for _ in range(3)),
         )
         # 64x8x56x56 -> 128x4x28x28
         self.layer2 = nn.Sequential(
             SimpleGBlock(64, 128, stride=(2, 2, 2), shortcut=True),
-            SimpleGBlock(128, 128, stride=(1, 1, 1), shortcut=False),
-            SimpleGBlock(128, 128, stride=(1, 1, 1), shortcut=False),
-            SimpleGBlock(128, 128, stride=(1, 1, 1), shortcut=False),
+            *(SimpleGBlock(128, 128) for _ in range(3)),
         )
         # 128x4x28x28 -> 256x2x14x14
         self.layer3 = nn.Sequential(
             SimpleGBlock(128, 256, stride=(2, 2, 2), shortcut=True),
-            SimpleGBlock(256, 256, stride=(1, 1, 1), shortcut=False),
-            SimpleGBlock(256, 256, stride=(1, 1, 1), shortcut=False),
-            SimpleGBlock(256, 256, stride=(1, 1, 1), shortcut=False),
-            SimpleGBlock(256, 256, stride=(1, 1, 1), shortcut=False),
-            SimpleGBlock(256, 256, stride=(1, 1, 1), shortcut=False),
+            *(SimpleGBlock(256, 256) for _ in range(5)),
         )
         # 256x2x14x14 -> 512x1x7x7
         self.layer4 = nn.Sequential(
             SimpleGBlock(256, 512, stride=(2, 2, 2), shortcut=True),
-            SimpleGBlock(512, 512, stride=(1, 1, 1), shortcut=False),
-            SimpleGBlock(512, 512, stride=(1, 1, 1), shortcut=False),
+            *(SimpleGBlock(512, 512) for _ in range(2)),
         )
         self.head = Head(num_classes)
         self.reset_parameters(zero_init_last_bn)
@@ -174,14 +175,27 @@ class SimpleG16G4(nn.Module):
                 if isinstance(m, SimpleGBlock):
                     nn.init.zeros_(m.bn_b.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, T, H, W) clips to (N, num_classes) logits."""
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised classifier for `num_classes` classes."""
+        self.head.fc = nn.Linear(self.num_features, num_classes)
+        nn.init.normal_(self.head.fc.weight, std=0.01)
+        nn.init.zeros_(self.head.fc.bias)
+
+    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, T, H, W) clips to the last stage's feature map (N, C, t, h, w)."""
         x = self.stem(x)  # 64x8x56x56
         x = self.layer1(x)  # 64x8x56x56
         x = self.layer2(x)  # 128x4x28x28
         x = self.layer3(x)  # 256x2x14x14
-        x = self.layer4(x)  # 512x1x7x7
-        return self.head(x)  # num_classes
+        return self.layer4(x)  # 512x1x7x7
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, T, H, W) clips to pooled features (N, num_features)."""
+        return self.head.pool_features(self.forward_feature_map(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, T, H, W) clips to (N, num_classes) logits."""
+        return self.head(self.forward_feature_map(x))
 
 
 def build(

@@ -24,8 +24,8 @@ _ENV = jinja2.Environment(
 )
 
 
-def render(low: LoweredNetwork) -> str:
+def render(low: LoweredNetwork, depthwise: str | None = None) -> str:
     """The source text of the generated Flax module (deterministic: same IR, same bytes)."""
     if not isinstance(low, LoweredNetwork):
         raise TypeError(f"render() takes a LoweredNetwork, not {type(low).__name__}")
-    return _ENV.get_template("module.py.j2").render(**context.build(low))
+    return _ENV.get_template("module.py.j2").render(**context.build(low, depthwise))

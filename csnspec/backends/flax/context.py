@@ -1,9 +1,8 @@
-"""The template context of the Flax backend: the lowered IR as printable, validated pieces.
+"""The template context of the Flax backend: each op of `emit.Model` mapped to its Flax call.
 
 Every number printed comes from an IR node and every name passes `backends.common`'s checks
 before it reaches the source, so a spec built around the validators (`model_construct`) cannot
-inject code. Statements are laid out as `ruff format` lays them out at line length 88 and 100:
-one line when it fits in 88, else one argument per line with a magic trailing comma.
+inject code. Statements are laid out as `ruff format` lays them out at line length 88 and 100.
 """
 
 from __future__ import annotations
@@ -20,46 +19,20 @@ from ...ops import (
     MaxPool,
     ReLU,
 )
-from .. import common
-from ..common import check_attr_path, check_identifier, dims, num, shape_text
+from .. import common, emit
+from ..common import check_identifier, dims, num, shape_text, wrap
+from ..emit import BlockClass, ConvShape, Literal, NormShape
 
-LINE = 88
-# Names the generated module defines itself; a block or network class must not take them.
-RESERVED = {"Stem", "Head", "build", "from_torch_layout", "jax", "nnx"}
-STRIDE = {
-    "stride": "stride",
-    "stride_t": "(stride[0], 1, 1)",
-    "stride_hw": "(1, stride[1], stride[2])",
-}
-PARAM_TYPES = {
-    "in_channels": "int",
-    "width": "int",
-    "out_channels": "int",
-    "stride": "tuple[int, int, int]",
-    "shortcut": "bool",
-}
-
-
-# -- layout ----------------------------------------------------------------------------------
-
-
-def wrap(head: str, args, indent: int, tail: str = "") -> str:
-    """`head(args)tail` on one line if it fits, else one argument per line (magic comma)."""
-    pad = " " * indent
-    one = f"{pad}{head}({', '.join(args)}){tail}"
-    if len(one) <= LINE:
-        return one
-    inner = " " * (indent + 4)
-    return "\n".join([f"{pad}{head}(", *(f"{inner}{a}," for a in args), f"{pad}){tail}"])
+BN_EPS = 1e-5  # nnx.BatchNorm's default epsilon, as PyTorch's
 
 
 def docstring(text: str, indent: int) -> str:
     """A docstring body: one line if it fits, else wrapped with the quotes on their own line."""
-    if indent + len(text) + 6 <= LINE:
+    if indent + len(text) + 6 <= common.LINE:
         return text
     words, lines, line = text.split(), [], ""
     for w in words:
-        if line and indent + len(line) + 1 + len(w) > LINE:
+        if line and indent + len(line) + 1 + len(w) > common.LINE:
             lines.append(line)
             line = w
         else:
@@ -76,64 +49,65 @@ def pads(values) -> str:
     return "(" + ", ".join(f"({num(p)}, {num(p)})" for p in values) + ")"
 
 
-# -- ops -------------------------------------------------------------------------------------
+# -- op calls -------------------------------------------------------------------------------
 
 
-def _value(v) -> str:
-    """A structure value (`common._ref`): a block parameter by name, or the literal."""
-    if isinstance(v, str):
-        return STRIDE.get(v, v)
-    literal = v[1]
-    return dims(literal) if isinstance(literal, tuple) else num(literal)
+def conv_call(s: ConvShape) -> tuple[str, list[str]]:
+    """The constructor and its arguments for a conv, leaving out Flax's defaults."""
+    stride = s.stride.text
+    if s.depthwise:
+        args = [s.in_channels.text, f"kernel_size={dims(s.kernel)}"]
+        args += [f"strides={stride}", f"padding={dims(s.padding)}", "rngs=rngs"]
+        return "DepthwiseConv", args
+    args = [s.in_channels.text, s.out_channels.text, f"kernel_size={dims(s.kernel)}"]
+    if stride != "(1, 1, 1)":
+        args.append(f"strides={stride}")
+    # a 1x1x1 kernel reads no padding ('SAME' pads it by 0); others pad as PyTorch does
+    if s.kernel != (1, 1, 1) or s.padding != (0, 0, 0):
+        args.append(f"padding={pads(s.padding)}")
+    if s.groups.text != "1":
+        args.append(f"feature_group_count={s.groups.text}")
+    if not s.bias:
+        args.append("use_bias=False")
+    args += ["kernel_init=conv_init", "rngs=rngs"]
+    return "nnx.Conv", args
 
 
-def conv(
-    attr: str, cin: str, cout: str, kernel, stride: str, padding, groups: str, bias, indent: int
-) -> str:
-    args = [cin, cout, dims(kernel), f"strides={stride}", f"padding={pads(padding)}"]
-    if groups != "1":
-        args.append(f"feature_group_count={groups}")
-    args += [f"use_bias={bool(bias)!r}", "rngs=rngs"]
-    return wrap(f"self.{check_identifier(attr)} = nnx.Conv", args, indent)
-
-
-def batchnorm(attr: str, channels: str, eps, momentum, indent: int) -> str:
+def bn_call(s: NormShape) -> tuple[str, list[str]]:
     # Flax's running average keeps m' of the old value where PyTorch keeps 1 - m, and Flax's
     # default m' (0.99) is not PyTorch's 0.9, so it is always passed. Two-pass variance, as
     # PyTorch computes it, keeps the two backends within float32 rounding of each other.
-    args = [
-        channels,
-        f"epsilon={num(eps)}",
-        f"momentum={num(1.0 - momentum)}",
-        "use_fast_variance=False",
-        "rngs=rngs",
-    ]
-    return wrap(f"self.{check_identifier(attr)} = nnx.BatchNorm", args, indent)
+    args = [s.channels.text]
+    if num(s.eps) != num(BN_EPS):
+        args.append(f"epsilon={num(s.eps)}")
+    args += [f"momentum={num(1.0 - s.momentum)}", "use_fast_variance=False", "rngs=rngs"]
+    return "nnx.BatchNorm", args
+
+
+def _assign(attr: str, call: tuple[str, list[str]], indent: int) -> str:
+    return wrap(f"self.{check_identifier(attr)} = {call[0]}", call[1], indent)
+
+
+def _shape_init(s, indent: int) -> str | None:
+    if isinstance(s, ConvShape):
+        return _assign(s.name, conv_call(s), indent)
+    if isinstance(s, NormShape):
+        return _assign(s.name, bn_call(s), indent)
+    return None  # ReLU is a function in Flax
 
 
 def _op_init(op, attr: str, indent: int) -> str | None:
     """The constructor line of a stem or head op (literal values only)."""
-    if isinstance(op, Conv3d):
-        return conv(
-            attr,
-            num(op.in_channels),
-            num(op.out_channels),
-            op.kernel,
-            dims(op.stride),
-            op.padding,
-            num(op.groups),
-            op.bias,
-            indent,
-        )
-    if isinstance(op, BatchNorm):
-        return batchnorm(attr, num(op.channels), op.eps, op.momentum, indent)
+    if isinstance(op, (Conv3d, BatchNorm)):
+        return _shape_init(emit.op_shape(op, None, op.name.rpartition(".")[0]), indent)
     if isinstance(op, Dropout):
-        return wrap(
-            f"self.{check_identifier(attr)} = nnx.Dropout", [num(op.p), "rngs=rngs"], indent
-        )
+        return _assign(attr, ("nnx.Dropout", [num(op.p), "rngs=rngs"]), indent)
     if isinstance(op, Linear):
-        args = [num(op.in_features), "num_classes", f"use_bias={bool(op.bias)!r}", "rngs=rngs"]
-        return wrap(f"self.{check_identifier(attr)} = nnx.Linear", args, indent)
+        args = [num(op.in_features), "num_classes"]
+        if not op.bias:
+            args.append("use_bias=False")
+        args += ["kernel_init=fc_init", "rngs=rngs"]
+        return _assign(attr, ("nnx.Linear", args), indent)
     return None
 
 
@@ -167,78 +141,55 @@ def chain(steps, src: str, dst: str, indent: int) -> list[str]:
 # -- blocks ----------------------------------------------------------------------------------
 
 
-def _struct_init(s, indent: int) -> str | None:
-    if s[0] == "conv3d":
-        _, name, kernel, padding, cin, cout, groups, stride, bias = s
-        return conv(
-            name,
-            _value(cin),
-            _value(cout),
-            kernel,
-            _value(stride),
-            padding,
-            _value(groups),
-            bias,
-            indent,
-        )
-    if s[0] == "batchnorm":
-        _, name, channels, eps, momentum, _last = s
-        return batchnorm(name, _value(channels), eps, momentum, indent)
-    return None
-
-
-def _describe(c: common.BlockClass) -> str:
+def _describe(c: BlockClass) -> str:
     parts = []
-    for s in c.residual:
-        if s[0] == "conv3d":
-            text = "x".join(map(num, s[2]))
-            if isinstance(s[6], str):
-                text += " depthwise"
-            elif s[6][1] > 1:
-                text += f" {num(s[6][1])}-group"
-            parts.append(text)
-    figure = common.FAMILY_FIGURE[c.family]
+    for s in c.convs:
+        text = shape_text(s.kernel)
+        if s.depthwise:
+            text += " depthwise"
+        elif isinstance(s.groups, Literal) and s.groups.value > 1:
+            text += f" {num(s.groups.value)}-group"
+        elif s.groups.text == "groups":
+            text += " grouped"
+        parts.append(text)
+    figure = emit.FAMILY_FIGURE[c.family]
     return f"A {c.family.value} block ({figure}): {' -> '.join(parts)} convs, each with BatchNorm."
 
 
-def block_class(c: common.BlockClass) -> dict:
-    forward = chain([(s[0], s[1], None) for s in c.residual], "x", "out", 8)
+def block_class(c: BlockClass) -> dict:
     return {
         "name": check_identifier(c.name),
         "doc": docstring(_describe(c), 4),
-        "params": [(check_identifier(p), PARAM_TYPES[p]) for p in c.params],
-        "init": [line for s in c.residual if (line := _struct_init(s, 8))],
-        "shortcut": [line for s in c.shortcut if (line := _struct_init(s, 12))],
-        "forward": forward,
+        "params": [
+            (check_identifier(p), emit.PARAM_TYPES[p], emit.PARAM_DEFAULTS.get(p)) for p in c.params
+        ],
+        "init": [line for s in c.residual if (line := _shape_init(s, 8))],
+        "shortcut": [line for s in c.shortcut if (line := _shape_init(s, 12))],
+        "shortcut_names": [s.name for s in c.shortcut],
+        "forward": chain([(s.kind, s.name, None) for s in c.residual], "x", "out", 8),
     }
 
 
-def _check_shortcut(c: common.BlockClass) -> None:
-    names = [s[1] for s in c.shortcut]
-    if names not in ([], ["shortcut_conv", "shortcut_bn"]):
-        raise CsnError(f"class {c.name}: the Flax backend expects shortcut_conv + shortcut_bn")
-
-
-def _construct(c: common.BlockClass, block) -> str:
-    p = block.params
-    values = {
-        "in_channels": num(p.in_channels),
-        "width": num(p.width),
-        "out_channels": num(p.out_channels),
-        "stride": dims(p.stride),
-        "shortcut": repr(bool(p.shortcut)),
-    }
-    return wrap(c.name, [values[k] for k in c.params] + ["rngs=rngs"], 16, tail=",")
+def _stage(s: emit.StageLayout) -> dict:
+    items = []
+    for run in s.runs:
+        args = [*run.args, "rngs=rngs"]
+        if run.count == 1:
+            items.append(wrap(run.cls, args, 16, ","))
+            continue
+        call = wrap(run.cls, args, 0)
+        one = f"{' ' * 16}*({call} for _ in range({run.count})),"
+        if len(one) <= common.LINE:
+            items.append(one)
+        else:  # ruff's layout of a long generator: the call on its own lines
+            inner = wrap(run.cls, args, 20)
+            items.append(
+                f"{' ' * 16}*(\n{inner}\n{' ' * 20}for _ in range({run.count})\n{' ' * 16}),"
+            )
+    return {"name": check_identifier(s.name), "out": shape_text(s.out_shape), "blocks": items}
 
 
 # -- stem, head, model -----------------------------------------------------------------------
-
-
-def _local(op, prefix: str) -> str:
-    parts = check_attr_path(op.name)
-    if len(parts) != 2 or parts[0] != prefix:
-        raise CsnError(f"op {op.name!r} is not directly under {prefix!r}")
-    return parts[1]
 
 
 def _stem(low: LoweredNetwork) -> dict | None:
@@ -246,13 +197,12 @@ def _stem(low: LoweredNetwork) -> dict | None:
         return None
     init, steps, parts = [], [], []
     for op in low.stem.ops:
-        attr = _local(op, "stem")
+        attr = emit.local_name(op, "stem")
         if (line := _op_init(op, attr, 8)) is not None:
             init.append(line)
         if isinstance(op, (Conv3d, MaxPool)):
-            parts.append(
-                f"{'conv' if isinstance(op, Conv3d) else 'max-pool'} {'x'.join(map(num, op.kernel))}"
-            )
+            kind = "conv" if isinstance(op, Conv3d) else "max-pool"
+            parts.append(f"{kind} {shape_text(op.kernel)}")
         if not isinstance(op, (Conv3d, BatchNorm, ReLU, MaxPool)):
             raise CsnError(f"the Flax backend cannot place a {op.kind} op in the stem")
         steps.append((op.kind, attr, op))
@@ -272,63 +222,60 @@ def _stem(low: LoweredNetwork) -> dict | None:
 
 
 def _head(low: LoweredNetwork) -> dict:
-    init, forward, parts = [], [], []
-    for i, op in enumerate(low.head.ops):
-        attr = _local(op, "head")
+    init, pool, classify, parts = [], [], [], []
+    ops = low.head.ops
+    for i, op in enumerate(ops):
+        attr = emit.local_name(op, "head")
         if (line := _op_init(op, attr, 8)) is not None:
             init.append(line)
         if isinstance(op, AvgPool):
             args = ["x", dims(op.kernel), "strides=(1, 1, 1)", f"padding={pads((0, 0, 0))}"]
-            forward.append(wrap("x = nnx.avg_pool", args, 8))
-            parts.append(f"average pool {'x'.join(map(num, op.kernel))}")
+            pool.append(wrap("x = nnx.avg_pool", args, 8))
+            parts.append(f"average pool {shape_text(op.kernel)}")
         elif isinstance(op, GlobalAvgPool):
-            forward.append("        x = x.mean(axis=(1, 2, 3))")
+            pool.append("        return x.mean(axis=(1, 2, 3))")
             parts.append("global average")
         elif isinstance(op, Dropout):
-            forward.append(f"        x = self.{attr}(x)")
+            classify.append(f"        x = self.{attr}(x)")
             parts.append(f"dropout {num(op.p)}")
-        elif isinstance(op, Linear) and i == len(low.head.ops) - 1:
-            forward.append(f"        return self.{attr}(x)")
+        elif isinstance(op, Linear) and i == len(ops) - 1:
+            classify.append(f"        return self.{attr}(x)")
             parts.append("fc")
+            fc, fc_bias = attr, bool(op.bias)
         else:
             raise CsnError(f"the Flax backend cannot place a {op.kind} op in the head")
+    if not pool or not pool[-1].lstrip().startswith("return ") or not classify:
+        raise CsnError("the head must pool to a feature vector, then end in an fc layer")
     return {
         "init": init,
-        "forward": forward,
+        "pool": pool,
+        "forward": classify,
+        "fc": fc,
+        "fc_bias": fc_bias,
         "doc": docstring("The head: " + " -> ".join(parts) + ".", 4),
     }
 
 
-def build(low: LoweredNetwork) -> dict:
+def build(low: LoweredNetwork, depthwise: str | None = None) -> dict:
+    impl = emit.check_depthwise("flax", depthwise)
     h = common.header(low)  # validates the network name first
-    model = common.class_name(low.name)
-    if model in RESERVED:
-        model += "Net"
-    classes = common.block_classes(low, reserved=RESERVED | {model})
-    for c in classes:
-        _check_shortcut(c)
-    of_block = {name: c for c in classes for name in c.blocks}
-    stages = []
-    for stage in low.stages:
-        for i, block in enumerate(stage.blocks):
-            if block.name != f"{stage.name}.{i}":
-                raise CsnError(f"block {block.name!r} is not {stage.name}.{i}")
-        stages.append(
-            {
-                "name": check_identifier(stage.name),
-                "out": shape_text(stage.out_shape),
-                "blocks": [_construct(of_block[b.name], b) for b in stage.blocks],
-            }
-        )
+    m = emit.model(low)
+    args = [f"num_classes: int = {num(h.classes)}", "*", "seed: int = 0"]
+    if m.depthwise:
+        args.append("depthwise: str | None = None")
     return {
+        "build_signature": wrap("def build", args, 0, f" -> {m.network}:"),
         "h": h,
         "thousands": common.thousands,
         "gflops": f"{h.flops / 1e9:.2f}",
         "mparams": f"{h.params / 1e6:.2f}",
         "input_dims": dims(low.input_shape),
-        "model": check_identifier(model),
-        "classes": [block_class(c) for c in classes],
+        "model": m.network,
+        "num_features": num(m.num_features),
+        "depthwise": impl if m.depthwise else None,
+        "kernels": emit.kernel_text("flax") if m.depthwise else "",
+        "classes": [block_class(c) for c in m.blocks],
         "stem": _stem(low),
-        "stages": stages,
+        "stages": [_stage(s) for s in m.stages],
         "head": _head(low),
     }
