@@ -106,6 +106,20 @@ def build(tree: lark.Tree) -> tuple[Network, dict[str, Span]]:
     return validated(data, spans), spans
 
 
+def locate(spans: dict[str, Span], fields) -> Span | None:
+    """Where the first of `fields` written in the source is, else the nearest enclosing field
+    of the last one ("stages.2.width" -> "stages.2")."""
+    for field in fields:
+        if field in spans:
+            return spans[field]
+    field = fields[-1] if fields else ""
+    while "." in field:
+        field = field.rsplit(".", 1)[0]
+        if field in spans:
+            return spans[field]
+    return None
+
+
 def validated(data: dict, spans: dict) -> Network:
     """Validate with pydantic, turning its errors into CsnErrors at the offending token."""
     try:
