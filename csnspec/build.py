@@ -60,36 +60,36 @@ def build(tree: lark.Tree) -> tuple[Network, dict[str, Span]]:
     seen: dict[str, lark.Token] = {}
     data: dict = {}
     stage_trees = []
-    for st in tree.children:
-        kw = st.children[0]
-        if st.data != "stage":
-            if st.data in seen:
-                prev = seen[st.data]
+    for statement in tree.children:
+        keyword = statement.children[0]
+        if statement.data != "stage":
+            if statement.data in seen:
+                prev = seen[statement.data]
                 raise CsnError(
-                    f"duplicate `{st.data}` line (first at line {prev.line})",
-                    Span.of(kw),
+                    f"duplicate `{statement.data}` line (first at line {prev.line})",
+                    Span.of(keyword),
                     hint="each statement appears once, except `stage`",
                 )
-            seen[st.data] = kw
-        if st.data == "network":
-            data["name"] = str(st.children[1])
-            spans["name"] = Span.of(st.children[1])
-        elif st.data == "input":
+            seen[statement.data] = keyword
+        if statement.data == "network":
+            data["name"] = str(statement.children[1])
+            spans["name"] = Span.of(statement.children[1])
+        elif statement.data == "input":
             data["input"] = _dims(
-                st.children[1], 4, "the input clip (channels x frames x height x width)"
+                statement.children[1], 4, "the input clip (channels x frames x height x width)"
             )
-            spans["input"] = Span.of(st.children[1])
-        elif st.data == "classes":
-            data["classes"] = whole_number(st.children[1])
-            spans["classes"] = Span.of(st.children[1])
-        elif st.data == "norm":
-            data["norm"] = _norm(st, spans)
-        elif st.data == "stem":
-            data["stem"] = _stem(st, spans)
-        elif st.data == "head":
-            data["head"] = _head(st, spans)
-        elif st.data in ("stages", "stage"):
-            stage_trees.append(st)
+            spans["input"] = Span.of(statement.children[1])
+        elif statement.data == "classes":
+            data["classes"] = whole_number(statement.children[1])
+            spans["classes"] = Span.of(statement.children[1])
+        elif statement.data == "norm":
+            data["norm"] = _norm(statement, spans)
+        elif statement.data == "stem":
+            data["stem"] = _stem(statement, spans)
+        elif statement.data == "head":
+            data["head"] = _head(statement, spans)
+        elif statement.data in ("stages", "stage"):
+            stage_trees.append(statement)
 
     anchor = Span(1, 1)  # a missing statement is reported at the start of the file
     for required, key, example in (
@@ -104,6 +104,20 @@ def build(tree: lark.Tree) -> tuple[Network, dict[str, Span]]:
     data["stages"] = _stages(stage_trees, spans, anchor)
     data.setdefault("stem", [_fill_padding(dict(layer)) for layer in DEFAULT_STEM])
     return validated(data, spans), spans
+
+
+def locate(spans: dict[str, Span], fields) -> Span | None:
+    """Where the first of `fields` written in the source is, else the nearest enclosing field
+    of the last one ("stages.2.width" -> "stages.2")."""
+    for field in fields:
+        if field in spans:
+            return spans[field]
+    field = fields[-1] if fields else ""
+    while "." in field:
+        field = field.rsplit(".", 1)[0]
+        if field in spans:
+            return spans[field]
+    return None
 
 
 def validated(data: dict, spans: dict) -> Network:
@@ -280,15 +294,15 @@ def _options_of(tree: lark.Tree) -> list:
 # -- statements ----------------------------------------------------------------------------
 
 
-def _norm(st: lark.Tree, spans: dict) -> dict:
-    kind = st.children[1]
+def _norm(statement: lark.Tree, spans: dict) -> dict:
+    kind = statement.children[1]
     if str(kind) != "batchnorm":
         raise CsnError(
             f"unknown norm '{kind}'",
             Span.of(kind),
             hint=did_you_mean(str(kind), ["batchnorm"]) or "csnspec supports `norm batchnorm`",
         )
-    opts = _options(_options_of(st), NORM_OPTIONS, "norm")
+    opts = _options(_options_of(statement), NORM_OPTIONS, "norm")
     out = {"kind": "batchnorm"}
     for key, opt in opts.items():
         out[key] = opt.value
@@ -302,12 +316,12 @@ def _fill_padding(layer: dict) -> dict:
     return layer
 
 
-def _layers(st: lark.Tree):
-    return [c for c in st.children if isinstance(c, lark.Tree) and c.data == "layer"]
+def _layers(statement: lark.Tree):
+    return [c for c in statement.children if isinstance(c, lark.Tree) and c.data == "layer"]
 
 
-def _stem(st: lark.Tree, spans: dict) -> list:
-    layers = _layers(st)
+def _stem(statement: lark.Tree, spans: dict) -> list:
+    layers = _layers(statement)
     if len(layers) == 1 and str(layers[0].children[0]) == "none" and len(layers[0].children) == 1:
         return []
     out = []
@@ -344,10 +358,10 @@ def _stem(st: lark.Tree, spans: dict) -> list:
     return out
 
 
-def _head(st: lark.Tree, spans: dict) -> dict:
+def _head(statement: lark.Tree, spans: dict) -> dict:
     head: dict = {}
     order = []
-    for layer in _layers(st):
+    for layer in _layers(statement):
         kind = layer.children[0]
         name = str(kind)
         if name not in HEAD_LAYERS:
@@ -379,7 +393,7 @@ def _head(st: lark.Tree, spans: dict) -> dict:
     if order != expected or "avgpool" not in order or "fc" not in order:
         raise CsnError(
             "the head is `avgpool[, dropout P], fc` in that order",
-            Span.of(st.children[0]),
+            Span.of(statement.children[0]),
             hint="every network ends with a pool and a fully-connected layer",
         )
     return head
@@ -412,9 +426,9 @@ def _stages(trees: list, spans: dict, anchor: Span) -> list:
         stages = _compact_stages(trees[0], spans)
     else:
         stages = [_explicit_stage(t, i, spans) for i, t in enumerate(trees)]
-    total = sum(st["blocks"] for st in stages)
+    total = sum(stage["blocks"] for stage in stages)
     # (a single count above the limit is reported at its own token by validation)
-    if total > MAX_BLOCKS and all(st["blocks"] <= MAX_BLOCKS for st in stages):
+    if total > MAX_BLOCKS and all(stage["blocks"] <= MAX_BLOCKS for stage in stages):
         raise CsnError(
             f"the network has {total} blocks; csnspec takes at most {MAX_BLOCKS}",
             Span.of(trees[-1].children[0]),
@@ -422,11 +436,11 @@ def _stages(trees: list, spans: dict, anchor: Span) -> list:
     return stages
 
 
-def _split_stage_line(st: lark.Tree):
-    fam_tok = st.children[1]
-    times = next(c for c in st.children if isinstance(c, lark.Token) and c.type == "TIMES")
-    counts = st.children[st.children.index(times) + 1]
-    return fam_tok, counts, _options_of(st)
+def _split_stage_line(statement: lark.Tree):
+    family_token = statement.children[1]
+    times = next(c for c in statement.children if isinstance(c, lark.Token) and c.type == "TIMES")
+    counts = statement.children[statement.children.index(times) + 1]
+    return family_token, counts, _options_of(statement)
 
 
 def _block_options(family: Family, family_token, opts: dict[str, Opt]) -> dict:
@@ -455,18 +469,18 @@ def _block_options(family: Family, family_token, opts: dict[str, Opt]) -> dict:
     return out
 
 
-def _compact_stages(st: lark.Tree, spans: dict) -> list:
-    fam_tok, counts, opt_nodes = _split_stage_line(st)
-    fam = _family(fam_tok)
+def _compact_stages(statement: lark.Tree, spans: dict) -> list:
+    family_token, counts, opt_nodes = _split_stage_line(statement)
+    family = _family(family_token)
     opts = _options(opt_nodes, STAGES_OPTIONS, "a `stages` line")
     count_toks = [c for c in counts.children if c.type == "INT"]
     n = len(count_toks)
     if n > MAX_BLOCKS:  # refused before the default widths (64 * 2**i) grow without bound
         raise CsnError(
             f"the `stages` line lists {n} stages; csnspec takes at most {MAX_BLOCKS} blocks",
-            Span.of(st.children[0]),
+            Span.of(statement.children[0]),
         )
-    block = _block_options(fam, fam_tok, opts)
+    block = _block_options(family, family_token, opts)
     widths = opts["widths"].value if "widths" in opts else [DEFAULT_WIDTH * 2**i for i in range(n)]
     strides = (
         opts["strides"].value
@@ -484,44 +498,44 @@ def _compact_stages(st: lark.Tree, spans: dict) -> list:
     for i in range(n):
         stages.append(
             {
-                "family": fam,
+                "family": family,
                 "blocks": whole_number(count_toks[i]),
                 "width": widths[i],
                 "stride": tuple(strides[i]),
                 **block,
             }
         )
-        spans[f"stages.{i}"] = spans[f"stages.{i}.family"] = Span.of(fam_tok)
+        spans[f"stages.{i}"] = spans[f"stages.{i}.family"] = Span.of(family_token)
         spans[f"stages.{i}.blocks"] = Span.of(count_toks[i])
         for key, opt in opts.items():
             if key in ("widths", "strides"):
                 spans[f"stages.{i}.{key[:-1]}"] = Span.of(opt.tokens[i])
             else:
                 spans[f"stages.{i}.{BLOCK_OPTION[key].field}"] = Span.of(opt.tokens[0])
-        spans.setdefault(f"stages.{i}.width", Span.of(fam_tok))
-        spans.setdefault(f"stages.{i}.stride", Span.of(fam_tok))
+        spans.setdefault(f"stages.{i}.width", Span.of(family_token))
+        spans.setdefault(f"stages.{i}.stride", Span.of(family_token))
     return stages
 
 
-def _explicit_stage(st: lark.Tree, i: int, spans: dict) -> dict:
-    fam_tok, count, opt_nodes = _split_stage_line(st)
-    fam = _family(fam_tok)
+def _explicit_stage(statement: lark.Tree, i: int, spans: dict) -> dict:
+    family_token, count, opt_nodes = _split_stage_line(statement)
+    family = _family(family_token)
     opts = _options(opt_nodes, STAGE_OPTIONS, "a `stage` line")
     if "width" not in opts:
         raise CsnError(
-            "a `stage` line needs its width", Span.of(fam_tok), hint="add e.g. `width=64`"
+            "a `stage` line needs its width", Span.of(family_token), hint="add e.g. `width=64`"
         )
     stage = {
-        "family": fam,
+        "family": family,
         "blocks": whole_number(count),
         "width": opts["width"].value,
         "stride": opts["stride"].value if "stride" in opts else (1, 1, 1),
-        **_block_options(fam, fam_tok, opts),
+        **_block_options(family, family_token, opts),
     }
-    spans[f"stages.{i}"] = spans[f"stages.{i}.family"] = Span.of(fam_tok)
+    spans[f"stages.{i}"] = spans[f"stages.{i}.family"] = Span.of(family_token)
     spans[f"stages.{i}.blocks"] = Span.of(count)
     for key, opt in opts.items():
         field = BLOCK_OPTION[key].field if key in BLOCK_OPTION else key
         spans[f"stages.{i}.{field}"] = Span.of(opt.tokens[0])
-    spans.setdefault(f"stages.{i}.stride", Span.of(fam_tok))
+    spans.setdefault(f"stages.{i}.stride", Span.of(family_token))
     return stage

@@ -84,8 +84,12 @@ class CsnError(Exception):
         hint: str | None = None,
         source: str | None = None,
         filename: str | None = None,
+        fields: tuple[str, ...] = (),
     ):
         super().__init__(message)
+        # the spec field paths ("stages.2.groups") the error is about, most specific first,
+        # for a caller that knows where each was written (see `csnspec.build.locate`)
+        self.fields = fields
         self.message = message
         self.span = span
         self.hint = hint

@@ -7,7 +7,7 @@ that caused them, through the spans the parser recorded.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from functools import lru_cache
 from math import gcd
 
 from .errors import CsnError
@@ -33,30 +33,30 @@ _DEPTHWISE = {Family.BOTTLENECK_D, Family.BOTTLENECK_DG, Family.BOTTLENECK_IP}
 _AXES = ("frames", "height", "width")
 
 
-def lower(net: Network, spans: dict | None = None) -> LoweredNetwork:
+@lru_cache(maxsize=16)
+def lower(net: Network) -> LoweredNetwork:
     """Lower a spec to its op tree.
 
-    `spans` (field path -> source position, from `csnspec.build.build`) lets an error found
-    here point at the token that caused it; without them errors carry no position.
+    A pure function of the (frozen, hashable) spec; the last few results are kept, so that the
+    semantic check of `csnspec.parse` and the reader that follows (stats, a backend) share one
+    lowering. An error names the spec fields it is about (`CsnError.fields`); the parser,
+    which knows where each field was written, turns them into a position.
     """
-    return _Lowering(net, spans or {}).run()
+    return _Lowering(net).run()
 
 
 class _Lowering:
-    def __init__(self, net: Network, spans: dict):
+    def __init__(self, net: Network):
         self.net = net
-        self.spans = spans
         self.eps = net.norm.eps
         self.momentum = net.norm.momentum
 
-    def error(self, key: str, message: str, hint: str | None = None) -> CsnError:
-        span = self.spans.get(key)
-        while span is None and "." in key:
-            key = key.rsplit(".", 1)[0]
-            span = self.spans.get(key)
-        return CsnError(message, span, hint=hint)
+    def error(self, fields, message: str, hint: str | None = None) -> CsnError:
+        """An error about the spec field path(s) `fields`, most specific first."""
+        fields = (fields,) if isinstance(fields, str) else tuple(fields)
+        return CsnError(message, hint=hint, fields=fields)
 
-    def shape_after(self, shape, k, s, p, where, key: str):
+    def shape_after(self, shape, k, s, p, where, key):
         c, t, h, w = shape
         out = (
             (t + 2 * p[0] - k[0]) // s[0] + 1,
@@ -81,11 +81,9 @@ class _Lowering:
         stem_ops: list = []
         counts = {"conv": 0, "maxpool": 0}
         for i, layer in enumerate(net.stem):
-            # a stem layer that shrinks a size below 1 is blamed on its padding, else its kernel
-            key = next(
-                (k for k in (f"stem.{i}.padding", f"stem.{i}.kernel") if k in self.spans),
-                f"stem.{i}",
-            )
+            # a stem layer that shrinks a size below 1 is blamed on its padding (where one was
+            # written), else its kernel
+            key = (f"stem.{i}.padding", f"stem.{i}.kernel", f"stem.{i}")
             counts[layer.kind] += 1
             n = counts[layer.kind]
             if layer.kind == "conv":
@@ -496,11 +494,14 @@ def _renamed_block(block: Block, name: str) -> Block:
     cut = len(block.name)
 
     def renamed(ops):
-        return tuple(type(op)(name + op.name[cut:], *op[1:]) for op in ops)
+        return tuple([op._make((name + op.name[cut:], *op[1:])) for op in ops])
 
-    return replace(
-        block,
-        name=name,
+    return Block(
+        name,
+        block.family,
+        block.params,
+        block.in_shape,
+        block.out_shape,
         residual=renamed(block.residual),
         shortcut=renamed(block.shortcut),
         merge=renamed(block.merge),

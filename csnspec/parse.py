@@ -107,7 +107,7 @@ def parse_tree(text: str, filename: str | None = None) -> lark.Tree:
 
 def parse(text: str, filename: str | None = None):
     """Parse and validate a spec text into a `Network` (the spec IR)."""
-    from .build import build
+    from .build import build, locate
     from .lowering import lower
 
     check_size(text, filename)
@@ -115,7 +115,11 @@ def parse(text: str, filename: str | None = None):
     tree = parse_tree(text, filename)
     try:
         net, spans = build(tree)
-        lower(net, spans)  # semantic checks that need shapes: groups, widths, strides
+        try:
+            lower(net)  # semantic checks that need shapes: groups, widths, strides
+        except CsnError as err:
+            err.span = err.span or locate(spans, err.fields)
+            raise
     except CsnError as err:
         raise err.located(text, filename) from None
     return net

@@ -57,16 +57,16 @@ def _stages(net: Network) -> list[str]:
     stages = net.stages
     first = stages[0]
     shared = all(
-        st.model_copy(update={"blocks": 1, "width": 1, "stride": (1, 1, 1)})
+        stage.model_copy(update={"blocks": 1, "width": 1, "stride": (1, 1, 1)})
         == first.model_copy(update={"blocks": 1, "width": 1, "stride": (1, 1, 1)})
-        for st in stages
+        for stage in stages
     )
     if shared:
         n = len(stages)
         words = ["stages", first.family.value, *_block_options(first), "x"]
-        words.append("[" + ",".join(str(st.blocks) for st in stages) + "]")
-        widths = [st.width for st in stages]
-        strides = [tuple(st.stride) for st in stages]
+        words.append("[" + ",".join(str(stage.blocks) for stage in stages) + "]")
+        widths = [stage.width for stage in stages]
+        strides = [tuple(stage.stride) for stage in stages]
         if widths != [DEFAULT_WIDTH * 2**i for i in range(n)]:
             words.append("widths=[" + ",".join(map(str, widths)) + "]")
         if strides != [(1, 1, 1)] + [DEFAULT_STAGE_STRIDE] * (n - 1):
@@ -74,18 +74,18 @@ def _stages(net: Network) -> list[str]:
         words += _block_options(first, after_counts=True)
         return [" ".join(words)]
     lines = []
-    for st in stages:
+    for stage in stages:
         words = [
             "stage",
-            st.family.value,
-            *_block_options(st),
+            stage.family.value,
+            *_block_options(stage),
             "x",
-            str(st.blocks),
-            f"width={st.width}",
+            str(stage.blocks),
+            f"width={stage.width}",
         ]
-        words += _block_options(st, after_counts=True)
-        if st.stride != (1, 1, 1):
-            words.append(f"stride={_dims(st.stride)}")
+        words += _block_options(stage, after_counts=True)
+        if stage.stride != (1, 1, 1):
+            words.append(f"stride={_dims(stage.stride)}")
         lines.append(" ".join(words))
     return lines
 

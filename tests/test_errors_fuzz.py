@@ -1,7 +1,12 @@
 """Mutated specs: whatever the text, `csnspec.parse` returns a network or raises CsnError (any
-other exception is a bug), messages never leak parser internals, and what parses round-trips.
+other exception is a bug). Of an error it asserts a position inside the text, the quoted line
+being the line that position is on, no raw control character, a bounded length and no parser
+internals; of an accepted spec, that it analyses and round-trips through `fmt`, and (a few per
+run) that it compiles for both backends with the output shape and parameter count of `stats`.
 
-The ci profile runs a few hundred mutants (seconds); HYPOTHESIS_PROFILE=thorough runs thousands.
+Mutants per run: 300 of the shipped specs, 100 of random specs, 100 token soups and 3 compiled
+accepted mutants in the ci profile; 5,000 / 1,666 / 1,666 / 50 with HYPOTHESIS_PROFILE=thorough.
+Examples are fresh every run: the seed is printed (see conftest.py).
 """
 
 from __future__ import annotations

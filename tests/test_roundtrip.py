@@ -8,7 +8,7 @@ from hypothesis import given
 from strategies import networks
 
 import csnspec
-from csnspec.spec import Family, Network, Stage
+from csnspec.spec import BLOCK_OPTIONS, Family, Network, Stage
 
 
 def roundtrip(net: Network) -> None:
@@ -85,3 +85,34 @@ def test_stages_built_in_python_get_the_language_defaults():
         Stage(family=Family.SIMPLE_G, blocks=1, width=8)
     with pytest.raises(ValueError, match="`groups=2` means nothing for simple blocks"):
         Stage(family=Family.SIMPLE, blocks=1, width=8, groups=2)
+
+
+# a value other than the default for each option of spec.BLOCK_OPTIONS, written as in a spec
+OTHER_VALUE = {
+    "g": "2",
+    "expansion": "2",
+    "stride-at": "first",
+    "factorize": "2+1d",
+    "ip-relu": "on",
+    "project": "off",
+}
+
+
+@pytest.mark.parametrize("option", BLOCK_OPTIONS, ids=[o.key for o in BLOCK_OPTIONS])
+def test_every_block_option_is_read_printed_and_refused_where_it_does_not_apply(option):
+    # the table is the one place: the parser, Stage, the printer and the search all follow it
+    assert set(OTHER_VALUE) == {o.key for o in BLOCK_OPTIONS}
+    head = "network n\ninput 3x8x32x32\nclasses 4\n"
+    takers = [f for f in Family if option.applies(f)]
+    refusers = [f for f in Family if not option.applies(f)]
+    family = takers[0]
+    needs_g = "" if option.key == "g" or not family.uses_groups else " g=2"
+    written = f"{option.key}={OTHER_VALUE[option.key]}"
+    net = csnspec.parse(f"{head}stages {family.value}{needs_g} {written} x [1] widths=[64]\n")
+    assert written in csnspec.format_spec(net)
+    roundtrip(net)
+    for family in refusers:
+        with pytest.raises(csnspec.CsnError) as info:
+            csnspec.parse(f"{head}stages {family.value} {written} x [1]\n")
+        assert info.value.message == f"`{option.key}=` means nothing for {family.value} blocks"
+        assert info.value.hint == option.hint

@@ -219,3 +219,12 @@ def test_space_line_breaks_are_the_spec_language_s():
     assert len(cr_only.candidates) == len(expand(parse_space(text)).candidates) == 2
     err = error_of(head("stages simple x [choose(1, 2)]\x0b\n"))
     assert (err.span.line, err.span.column) == (4, 31)
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "input 3x8x112x112\n"])
+def test_a_missing_statement_in_a_space_is_reported_at_the_start(text):
+    # issue 14 item 6, as in specs: 1:1, with the hint
+    err = error_of(text)
+    assert err.message == "the space has no `space` line"
+    assert (err.span.line, err.span.column) == (1, 1)
+    assert err.hint == "start with a line like `space my-space`"
