@@ -16,7 +16,23 @@ pytest.importorskip("flax")
 pytest.importorskip("torch")
 
 
-@pytest.mark.slow
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory):
+    """The runs here compile the same functions: later ones read the first's from disk."""
+    import jax
+    from jax._src import compilation_cache
+
+    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    old = [getattr(jax.config, k) for k in keys]
+    compilation_cache.reset_cache()
+    jax.config.update(keys[0], str(tmp_path_factory.getbasetemp() / "jax-cache"))
+    jax.config.update(keys[1], 0)
+    yield
+    compilation_cache.reset_cache()
+    for k, v in zip(keys, old, strict=True):
+        jax.config.update(k, v)
+
+
 def test_flax_learns_motion_from_scratch(tmp_path_factory):
     from csnspec.data.transforms import ClipOptions
     from csnspec.train.eval_run import EvalConfig, evaluate
@@ -42,25 +58,8 @@ def test_flax_learns_motion_from_scratch(tmp_path_factory):
     assert abs(again["video_top1"] - result["video_top1"]) <= 1 / 60
 
 
-@pytest.fixture
-def compile_cache(tmp_path_factory):
-    """The runs of a test compile the same functions: later ones read the first's from disk."""
-    import jax
-    from jax._src import compilation_cache
-
-    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-    old = [getattr(jax.config, k) for k in keys]
-    compilation_cache.reset_cache()
-    jax.config.update(keys[0], str(tmp_path_factory.getbasetemp() / "jax-cache"))
-    jax.config.update(keys[1], 0)
-    yield
-    compilation_cache.reset_cache()
-    for k, v in zip(keys, old, strict=True):
-        jax.config.update(k, v)
-
-
 def test_flax_interrupted_then_resumed_gives_bitwise_the_same_state(
-    tmp_path_factory, tmp_path, monkeypatch, compile_cache
+    tmp_path_factory, tmp_path, monkeypatch
 ):
     """Stopped right after its step-4 checkpoint (what a SIGKILL at that moment leaves; the
     PyTorch test kills a real process), the run resumes from the folder alone."""
@@ -99,3 +98,28 @@ def test_flax_interrupted_then_resumed_gives_bitwise_the_same_state(
         json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()
     ]
     assert steps == [2, 3, 4, 6, 6]  # losses every 2 steps, validations at 3 and 6
+
+
+def test_flax_fine_tunes_from_torch_weights_with_frozen_bn_and_stages(tmp_path_factory, tmp_path):
+    """PyTorch weights (converted through the IR) start a Flax run; frozen tensors stay put."""
+    from safetensors.numpy import load_file
+
+    from csnspec.lowering import lower
+    from csnspec.parse import load
+    from csnspec.weights.convert import torch_to_flax
+
+    data = synth_data(tmp_path_factory)
+    source, out = tmp_path / "source", tmp_path / "tuned"
+    assert main(short_run(data, source, "--scale", "36", "44", steps=2)) == 0
+    args = ["--backend", "flax", "--init", str(source / "model.safetensors"), "--freeze-bn",
+            "--freeze-stages", "1", "--lr", "0.5", "--scale", "36", "44"]  # fmt: skip
+    assert main(short_run(data, out, *args, steps=2)) == 0
+    a = torch_to_flax(load_file(str(source / "model.safetensors")), lower(load(SPEC)))
+    b = load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys()
+    frozen = [k for k in a if k.startswith(("stem.", "layer1.")) or "bn" in k.rsplit(".", 2)[-2]]
+    assert "layer2.0.shortcut_bn.var" in frozen and "layer1.0.conv_b.kernel" in frozen
+    assert all(np.array_equal(a[k], b[k]) for k in frozen)
+    for k in ("layer2.0.conv_b.kernel", "head.fc.kernel"):
+        assert not np.array_equal(a[k], b[k]), k
+    assert read_json(out / "init.json")["reinitialised"] == []

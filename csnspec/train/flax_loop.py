@@ -189,10 +189,12 @@ class FlaxStepper:
 
     def train_mode(self) -> None:
         """Train mode, except BatchNorms that are frozen (their statistics stay put)."""
+        from flax import nnx
+
         self.model.train()
         fixed = self.frozen | self.bn_frozen
         if fixed:
-            for path, module in self.model.iter_modules():
+            for path, module in nnx.iter_modules(self.model):
                 if path_name(path) in fixed and hasattr(module, "use_running_average"):
                     module.use_running_average = True
 
