@@ -301,3 +301,14 @@ def test_store_ignores_a_record_torn_by_a_kill(tmp_path):
     again.close()
     assert again.records == {"a": {"key": "a", "v": 1}, "b": {"key": "b", "v": 2}}
     assert again.torn == 1  # the torn line stays a line of its own, never glued to a record
+
+
+def test_a_corrupt_search_json_is_named(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "search.json").write_text('{"space_sha256": "ab')
+    args = ["search", str(SPACES / "bottleneck-x-16.space"), "--out", str(out), "--resume"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'search.json'}: cannot read the search's settings" in err
+    assert "Traceback" not in err
