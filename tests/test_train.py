@@ -200,13 +200,14 @@ def test_resume_extends_a_finished_run_and_never_rewrites_it(tmp_path_factory, t
     err = capsys.readouterr().err
     assert "is finished (4 steps)" in err and "--steps N > 4" in err
     assert (out / "summary.json").read_bytes() == before
-    assert main(["train", "--resume", str(out), "--steps", "6"]) == 0
+    assert main(["train", "--resume", str(out), "--steps", "12"]) == 0
     summary = read_json(out / "summary.json")
-    assert summary["steps"] == 6 and summary["resumed_from"] == 4 and summary["clips"] == 8
+    assert summary["steps"] == 12 and summary["resumed_from"] == 4 and summary["clips"] == 32
     assert math.isfinite(summary["final_loss"])
+    assert read_json(out / "config.json")["warmup"] == 1  # 10/45 of the first 4 steps, not of 12
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--steps", "3"]) == 2
-    assert "already trained 6 steps" in capsys.readouterr().err
+    assert "already trained 12 steps" in capsys.readouterr().err
     assert main(["train", "--resume", str(out), "--lr", "0.5"]) == 2
     assert "cannot change --lr" in capsys.readouterr().err
 

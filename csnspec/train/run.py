@@ -186,25 +186,23 @@ def prepare(cfg: TrainConfig, resume: bool = False) -> Run:
     net = net.with_input(classes=len(index.classes))
     per_epoch = max(1, len(index) // cfg.batch)
     total = cfg.steps if cfg.steps is not None else max(1, round((cfg.epochs or 1) * per_epoch))
+    meta = checkpoint.read_meta(out / LAST) if resume else None
+    if meta and meta["step"] > total:
+        raise CsnError(
+            f"{out}: already trained {meta['step']} steps; --steps must be at least that"
+        )
     if cfg.warmup is not None:
         warmup = cfg.warmup
     elif cfg.warmup_epochs is not None:
         warmup = max(1, round(cfg.warmup_epochs * per_epoch))
-    else:
-        warmup = default_warmup(total)
-    if resume:
-        meta = checkpoint.read_meta(out / LAST)
-        if meta and meta["step"] > total:
-            raise CsnError(
-                f"{out}: already trained {meta['step']} steps; --steps must be at least that"
-            )
+    else:  # of the run as first planned: extending a run keeps its warm-up
+        warmup = default_warmup(meta.get("total_steps", total) if meta else total)
     low = lower(net)
     model_path = out / f"model_{cfg.backend}.py"
     if not (resume and model_path.is_file()):
         write_text(model_path, render(low, cfg.backend))
     if resume:
-        # An extended run keeps its warm-up; the cosine stretches to the new length.
-        cfg.warmup = warmup
+        cfg.warmup = warmup  # fixed from now on; the cosine stretches to a new length
     write_text(out / "config.json", json.dumps(settings_mod.to_settings(cfg), indent=1) + "\n")
     if not resume:
         write_text(out / "classes.json", json.dumps(index.classes, indent=1) + "\n")
