@@ -3,6 +3,8 @@ config files that reproduce a run, and what clipping, freezing and the EMA do to
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from train_support import SPEC, read_json, short_run, synth_data
@@ -141,3 +143,35 @@ def test_init_from_weights_of_another_spec_is_one_message(start, tmp_path, capsy
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{init}: the weights do not fit spec 'tiny-ircsn'" in err and "Traceback" not in err
+
+
+def test_tensorboard_gets_the_logged_scalars_when_installed(start, tmp_path, monkeypatch):
+    """With `tensorboard` importable (a stand-in writer here), every metrics line and validation
+    also goes to RUN/tensorboard; metrics.jsonl is unchanged."""
+    import sys
+    import types
+
+    written = []
+
+    class Writer:
+        def __init__(self, folder):
+            written.append(("open", folder))
+
+        def add_scalar(self, name, value, step):
+            written.append((name, step))
+
+        def close(self):
+            written.append(("close",))
+
+    monkeypatch.setitem(
+        sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer)
+    )
+    data, _ = start
+    out = tmp_path / "run"
+    extra = ["--log-every", "2", "--val", str(data / "test.csv"), "--val-clips", "1"]
+    assert main(short_run(data, out, *extra)) == 0
+    assert written[0] == ("open", str(out / "tensorboard")) and written[-1] == ("close",)
+    assert ("train/loss", 2) in written and ("train/loss", 4) in written
+    assert ("val/video_top1", 4) in written
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 4]

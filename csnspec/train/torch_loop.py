@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from ..data.dataset import collate
+from ..errors import CsnError
 from .finetune import InitNote, bn_ops, classifier_ops, frozen_ops, init_weights, op_of
 from .run import Run
 
@@ -60,6 +61,8 @@ class TorchStepper:
         torch.manual_seed(cfg.seed)
         model = run.module().build(num_classes=len(run.index.classes))
         if cfg.sync_bn and self.world > 1:
+            if not self.cuda:
+                raise CsnError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only")
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
         self.frozen = frozen_ops(run.low, cfg.freeze_stages)
