@@ -36,6 +36,13 @@ def test_weights_metadata_beats_the_spec_and_flags_beat_both(caplog):
     assert cfg.clip.mean == (0.45, 0.45, 0.45)
     cfg = config.build({"spec": "s", "train": "t", "frames": 8}, (8, 112), pre)
     assert cfg.clip.frames == 8 and "--frames 8 differs from the initial weights' 32" in caplog.text
+    # MMAction2's names and its 0-255 ImageNet mean/std
+    mm = {"clip_len": 32, "frame_interval": 2, "mean": [123.675, 116.28, 103.53],
+          "std": [58.395, 57.12, 57.375]}  # fmt: skip
+    cfg = config.build({"spec": "s", "train": "t"}, (8, 112), mm)
+    assert (cfg.clip.frames, cfg.clip.rate, cfg.clip.crop) == (32, 2, 112)
+    assert cfg.clip.mean == pytest.approx((0.485, 0.456, 0.406))
+    assert cfg.clip.std == pytest.approx((0.229, 0.224, 0.225))
 
 
 def test_the_csn_kinetics_recipe_is_section_4_1():
@@ -143,6 +150,10 @@ def test_init_from_weights_of_another_spec_is_one_message(start, tmp_path, capsy
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{init}: the weights do not fit spec 'tiny-ircsn'" in err and "Traceback" not in err
+    gone = tmp_path / "gone.safetensors"
+    assert main(short_run(data, tmp_path / "none", "--init", str(gone))) == 2
+    assert f"{gone}: no such weights file (--init)" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
 
 def test_tensorboard_gets_the_logged_scalars_when_installed(start, tmp_path, monkeypatch):

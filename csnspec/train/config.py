@@ -169,6 +169,31 @@ def recipe_settings(name: str | None) -> dict:
     return dict(RECIPES[name])
 
 
+# Names the weights' preprocessing record may use for each clip setting (the first wins).
+PRETRAINED_NAMES = {
+    "frames": ("frames", "num_frames", "clip_len"),
+    "rate": ("rate", "sampling_rate", "frame_interval"),
+    "crop": ("crop", "crop_size", "input_size"),
+    "scale": ("scale", "short_side", "short_side_scale", "scale_range"),
+    "mean": ("mean",),
+    "std": ("std",),
+}
+
+
+def from_pretrained(record: dict | None) -> dict:
+    """Clip settings from the preprocessing stored with weights; mean and std given on the
+    0-255 scale are brought to the 0-1 scale this pipeline normalises on."""
+    out: dict = {}
+    for key, names in PRETRAINED_NAMES.items():
+        value = next((record[n] for n in names if (record or {}).get(n) is not None), None)
+        if value is not None:
+            out[key] = value
+    for key in ("mean", "std"):
+        if key in out and max(out[key]) > 1:
+            out[key] = [v / 255 for v in out[key]]
+    return out
+
+
 def build(settings: dict, spec_clip: tuple[int, int] | None = None, pretrained=None) -> TrainConfig:
     """A TrainConfig from flat settings; clip settings still unset come from the weights'
     metadata (`pretrained`, a dict) or else the spec's input (`spec_clip`: frames, crop)."""
@@ -186,7 +211,7 @@ def build(settings: dict, spec_clip: tuple[int, int] | None = None, pretrained=N
 def resolve_clip(s: dict, spec_clip=None, pretrained=None) -> ClipOptions:
     """Pop the clip settings out of `s` into ClipOptions: what is set wins, then the weights'
     metadata, then the spec's input clip; the scales follow the crop as in the paper."""
-    pre = pretrained or {}
+    pre = from_pretrained(pretrained)
     for key in ("frames", "rate", "crop", "mean", "std"):
         if pre.get(key) is None:
             continue

@@ -144,7 +144,10 @@ def configure(settings: dict, resume: str | None = None) -> TrainConfig:
         if not settings.get("train"):
             raise CsnError("train needs --train DATA (a folder of class folders or a list)")
         net = load(settings["spec"])
-        pretrained = pretrained_cfg(settings["init"]) if settings.get("init") else None
+        init = settings.get("init")
+        if init and not Path(init).is_file():
+            raise CsnError(f"{init}: no such weights file (--init)")
+        pretrained = pretrained_cfg(init) if init else None
         cfg = settings_mod.build(settings, spec_clip(net), pretrained)
     settings_mod.check(cfg)
     return cfg
