@@ -145,6 +145,7 @@ def test_init_from_weights_of_another_spec_is_one_message(start, tmp_path, capsy
     other.write_text(SPEC.read_text().replace("width=32", "width=24"))
     assert main(short_run(data, tmp_path / "run", "--init", str(init))) == 0
     assert read_json(tmp_path / "run" / "init.json")["reinitialised"] == []  # same classes
+    assert read_json(tmp_path / "run" / "config.json")["scale"] == [36, 44]  # from the weights
     args = short_run(data, tmp_path / "bad", "--init", str(init))
     args[1] = str(other)
     assert main(args) == 2

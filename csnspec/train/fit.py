@@ -153,13 +153,28 @@ def save_checkpoint(run: Run, stepper, step: int, seen: dict, best: dict | None)
         "host_rng": checkpoint.host_rng_state(),
         "skipped": seen,
         "best": best,
+        "preprocessing": _weights_meta(run)["preprocessing"],
         **extra,
     }
     checkpoint.save(run.checkpoint, arrays, meta)
 
 
 def _weights_meta(run: Run, best: dict | None = None) -> dict:
-    meta = {"backend": run.cfg.backend, "classes": run.index.classes, "spec": run.net.name}
+    c = run.cfg.clip
+    meta = {
+        "backend": run.cfg.backend,
+        "classes": run.index.classes,
+        "spec": run.net.name,
+        # what a run or `eval` starting from these weights takes as its defaults
+        "preprocessing": {
+            "frames": c.frames,
+            "rate": c.rate,
+            "crop": c.crop,
+            "scale": [c.scale_min, c.scale_max],
+            "mean": list(c.mean),
+            "std": list(c.std),
+        },
+    }
     if best is not None:
         meta["val"] = best
     return meta

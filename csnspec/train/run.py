@@ -154,8 +154,14 @@ def configure(settings: dict, resume: str | None = None) -> TrainConfig:
 
 
 def pretrained_cfg(path) -> dict | None:
-    """The preprocessing stored with imported weights, or None (also while the weights-metadata
-    module is not part of this build)."""
+    """The preprocessing stored with weights: a csnspec run's own record, else what `weights
+    import` wrote (read by `csnspec.weights.metadata` where this build has it), else None."""
+    try:
+        meta = checkpoint.read_meta(path)
+    except CsnError:
+        meta = None  # not a csnspec training file: imported weights, perhaps
+    if meta and meta.get("preprocessing"):
+        return meta["preprocessing"]
     try:
         from ..weights.metadata import read_pretrained_cfg
     except ImportError:
