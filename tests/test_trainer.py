@@ -187,3 +187,14 @@ def test_tensorboard_gets_the_logged_scalars_when_installed(start, tmp_path, mon
     assert ("val/video_top1", 4) in written
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4, 4]
+
+
+def test_jax_without_a_gpu_is_one_message_for_cuda():
+    jax = pytest.importorskip("jax")
+    from csnspec.train.devices import jax_devices
+
+    if any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("jax has a GPU here")
+    with pytest.raises(CsnError, match="--device cuda: jax has no such device"):
+        jax_devices("cuda")
+    assert jax_devices("cpu")[0].platform == "cpu"
