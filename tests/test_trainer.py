@@ -198,3 +198,27 @@ def test_jax_without_a_gpu_is_one_message_for_cuda():
     with pytest.raises(CsnError, match="--device cuda: jax has no such device"):
         jax_devices("cuda")
     assert jax_devices("cpu")[0].platform == "cpu"
+
+
+def test_two_ranks_under_torchrun_train_validate_and_write_one_run(start, tmp_path):
+    """DDP on CPU (gloo): each rank takes half of every batch; rank 0 validates and writes."""
+    import os
+    import subprocess
+    import sys
+
+    if not torch.distributed.is_available():
+        pytest.skip("this PyTorch has no torch.distributed")
+    data, _ = start
+    out = tmp_path / "run"
+    args = [*short_run(data, out, "--val", str(data / "test.csv"), "--val-clips", "1", "--ema",
+            "0.5", "--accum", "2", "--threads", "1")]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", str(29500 + os.getpid() % 1000), "-m", "csnspec.cli", *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = read_json(out / "summary.json")
+    assert summary["world_size"] == 2 and summary["clips"] == 4 * 4
+    assert summary["best_val"]["step"] == 4 and (out / "model_ema.safetensors").is_file()
+    assert done.stderr.count("training on cpu") == 1  # rank 0 speaks for the run
