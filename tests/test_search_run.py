@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -210,6 +211,19 @@ def synth(tmp_path_factory):
     return path
 
 
+def eval_json(trial, synth, crop: int) -> dict:
+    import contextlib
+    import io
+
+    args = ["eval", str(trial / "spec.csn"), "--weights", str(trial / "run" / "model.safetensors"),
+            "--data", str(synth / "test.csv"), "--rate", "1", "--test-scale", str(crop),
+            "--clips", "2", "--workers", "0", "--device", "cpu", "--json", "--no-progress"]  # fmt: skip
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(args) == 0
+    return json.loads(out.getvalue())
+
+
 def _trained_search(tmp_path, synth, executor: str, extra=()):
     out = tmp_path / executor
     args = [
@@ -240,8 +254,15 @@ def _trained_search(tmp_path, synth, executor: str, extra=()):
     assert len(records) == 2
     for r in records:
         assert r["status"] == "ok", r.get("error")
-        assert 0.0 <= r["metrics"]["accuracy"] <= 1.0
-        assert (out / "trials" / r["key"] / "run" / "model.safetensors").is_file()
+        trial = out / "trials" / r["key"]
+        assert math.isfinite(r["metrics"]["train_loss"])
+        # the recorded accuracy is what the trial's saved weights score on the 3 test videos
+        # (one per class), evaluated again from the files with the same 2 center views
+        crop = json.loads((trial / "run" / "config.json").read_text())["crop"]
+        again = eval_json(trial, synth, crop)
+        assert again["videos"] == 3
+        assert r["metrics"]["accuracy"] == again["video_top1"]
+        assert r["metrics"]["clip_top1"] == again["clip_top1"]
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert plots == [
         "accuracy_vs_flops.png",
@@ -280,3 +301,14 @@ def test_store_ignores_a_record_torn_by_a_kill(tmp_path):
     again.close()
     assert again.records == {"a": {"key": "a", "v": 1}, "b": {"key": "b", "v": 2}}
     assert again.torn == 1  # the torn line stays a line of its own, never glued to a record
+
+
+def test_a_corrupt_search_json_is_named(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "search.json").write_text('{"space_sha256": "ab')
+    args = ["search", str(SPACES / "bottleneck-x-16.space"), "--out", str(out), "--resume"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'search.json'}: cannot read the search's settings" in err
+    assert "Traceback" not in err

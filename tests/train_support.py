@@ -1,8 +1,9 @@
 """Shared by the data/train/eval tests: one synthetic motion dataset per session, the tiny spec,
-and the small clip options matching it."""
+the small clip options matching it, and a short CLI training run."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 SPEC = Path(__file__).parent / "data" / "tiny-ircsn.csn"  # input 3x8x32x32, 6 classes
@@ -13,11 +14,23 @@ EVAL_CLIP = {"frames": 8, "rate": 2, "crop": 32, "test_scale": 40}  # mid train 
 CLIP_ARGS = ["--frames", "8", "--rate", "2", "--crop", "32"]
 
 
-def synth_data(tmp_path_factory) -> Path:
-    """6 motion classes x 40 videos (30 train, 10 test each), 24 frames of 40 px; made once."""
+def synth_data(tmp_path_factory, classes: int = 6) -> Path:
+    """`classes` motion classes x 40 videos (30 train, 10 test each), 24 frames of 40 px; made
+    once per session."""
     from csnspec.data.synth import synthesize
 
-    root = tmp_path_factory.getbasetemp() / "synth-motion"
+    root = tmp_path_factory.getbasetemp() / f"synth-motion-{classes}"
     if not (root / "test.csv").exists():
-        synthesize(root, classes=6, videos=40, frames=24, size=40, seed=0)
+        synthesize(root, classes=classes, videos=40, frames=24, size=40, seed=0)
     return root
+
+
+def short_run(data: Path, out: Path, *extra: str, steps: int = 4) -> list[str]:
+    """`csnspec train` arguments for a few steps of the tiny spec on `data`'s training list."""
+    return ["train", str(SPEC), "--train", str(data / "train.csv"), "--out", str(out),
+            "--steps", str(steps), "--batch", "4", "--workers", "0", "--no-progress",
+            "--seed", "1", *extra]  # fmt: skip
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -30,23 +30,25 @@ def register(sub) -> None:
 
 def run(args) -> int:
     import logging
+    from dataclasses import replace
 
-    from ..data.transforms import VMZ_MEAN, VMZ_STD, ClipOptions
+    from ..parse import load
+    from ..train.config import resolve_clip
     from ..train.eval_run import EvalConfig, evaluate
+    from ..train.run import pretrained_cfg, spec_clip
 
     logging.basicConfig(format="csnspec: %(message)s", level=logging.WARNING)
-    if min(args.clips, args.frames, args.rate, args.crop, args.batch) < 1:
-        raise CsnError("--clips, --frames, --rate, --crop and --batch must be positive")
-    opts = ClipOptions(
-        frames=args.frames,
-        rate=args.rate,
-        crop=args.crop,
-        test_scale=args.test_scale or round(args.crop * 8 / 7),
-        clips=args.clips,
-        crops=args.crops,
-        mean=tuple(args.mean or VMZ_MEAN),
-        std=tuple(args.std or VMZ_STD),
-    )
+    given = {
+        k: getattr(args, k)
+        for k in ("frames", "rate", "crop", "test_scale", "mean", "std")
+        if getattr(args, k) is not None
+    }
+    if min([args.clips, args.batch, *(v for v in given.values() if isinstance(v, int))]) < 1:
+        raise CsnError(
+            "--clips, --frames, --rate, --crop, --test-scale and --batch must be positive"
+        )
+    opts = resolve_clip(given, spec_clip(load(args.spec)), pretrained_cfg(args.weights))
+    opts = replace(opts, clips=args.clips, crops=args.crops)
     cfg = EvalConfig(
         spec=args.spec,
         weights=args.weights,
@@ -66,7 +68,7 @@ def run(args) -> int:
         print(json.dumps(result, indent=1))
         return 0
     print(
-        f"{args.spec} ({cfg.backend}, {result['views']} views): "
+        f"{args.spec} ({cfg.backend} on {result['device']}, {result['views']} views): "
         f"{result['videos']} videos, {result['clips']} clips"
     )
     print(f"  clip  top-1 {result['clip_top1']:.2%}  top-5 {result['clip_top5']:.2%}")

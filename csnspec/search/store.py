@@ -117,7 +117,12 @@ def check_meta(out_dir, meta: dict, *, resume: bool) -> None:
     path = out / META
     has_results = (out / RESULTS).exists() and (out / RESULTS).stat().st_size > 0
     if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise CsnError(f"{path}: cannot read the search's settings ({err})") from None
+        if not isinstance(old, dict):
+            raise CsnError(f"{path}: cannot read the search's settings (not a JSON object)")
         if not resume and has_results:
             raise CsnError(
                 "the folder already holds the results of a search",

@@ -76,8 +76,9 @@ def train_and_evaluate(
     """Train a candidate for `steps` steps and return its video top-1 on the test split."""
     from ..data.transforms import ClipOptions
     from ..parse import parse
+    from ..train.config import TrainConfig
     from ..train.eval_run import EvalConfig, evaluate
-    from ..train.run import TrainConfig, train
+    from ..train.trainer import train
 
     train_csv, test_csv = splits(data)
     net = parse(spec_text)
@@ -96,21 +97,27 @@ def train_and_evaluate(
     spec_path.write_text(spec_text, encoding="utf-8")
     scale = crop + max(2, crop // 8)
     started = time.perf_counter()
+    opts = ClipOptions(
+        frames=frames,
+        rate=1,
+        crop=crop,
+        scale_min=crop,
+        scale_max=scale,
+        test_scale=crop,
+        clips=clips,
+        crops=1,
+    )
     summary = train(
         TrainConfig(
             spec=str(spec_path),
-            data=str(train_csv),
+            train=str(train_csv),
             out=str(run),
             backend=backend,
             seed=seed,
             batch=batch,
             steps=steps,
             lr=lr,
-            frames=frames,
-            rate=1,
-            crop=crop,
-            scale_min=crop,
-            scale_max=scale,
+            clip=opts,
             workers=workers,
             ckpt_every=max(1, steps // 2),
             device=device,
@@ -125,16 +132,7 @@ def train_and_evaluate(
             weights=str(run / "model.safetensors"),
             data=str(test_csv),
             backend=backend,
-            opts=ClipOptions(
-                frames=frames,
-                rate=1,
-                crop=crop,
-                scale_min=crop,
-                scale_max=scale,
-                test_scale=crop,
-                clips=clips,
-                crops=1,
-            ),
+            opts=opts,
             workers=workers,
             device=device,
             progress=False,

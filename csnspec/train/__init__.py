@@ -1,5 +1,8 @@
-"""Training and evaluation of compiled specs: a shared run setup (`run`), one loop per backend
-(`torch_loop`, `flax_loop`), the learning-rate schedule, checkpoints and evaluation metrics.
+"""Training and evaluation of compiled specs.
 
-Only `torch_loop` imports torch and only `flax_loop` imports jax, inside the functions that run.
+`config` holds a run's settings (flags, config files, recipes, defaults from the spec), `run` sets
+up the run folder, `fit` is the training skeleton both backends share (schedule, logging,
+validation, checkpoints, summary) over a stepper per backend (`torch_loop`, `flax_loop`), and
+`trainer.train` picks one. `finetune` matches `--init` weights to the spec; `eval_run` is
+`csnspec eval`. Only the stepper and predictor modules import torch or jax, inside functions.
 """

@@ -17,6 +17,7 @@ from ..errors import CsnError
 
 FORMAT = "csnspec-checkpoint/1"
 LAST = "checkpoints/last.safetensors"
+BEST = "checkpoints/best.safetensors"
 
 
 def save(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -43,6 +44,23 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
     if header.get("format") != FORMAT:
         raise CsnError(f"{path}: not a csnspec training checkpoint")
     return arrays, json.loads(header["meta"])
+
+
+def read_meta(path) -> dict | None:
+    """The meta of a checkpoint without reading its tensors; None when there is none."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "np") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CsnError(f"{path}: not a readable safetensors file ({err})") from None
+    if header.get("format") != FORMAT:
+        raise CsnError(f"{path}: not a csnspec training checkpoint")
+    return json.loads(header["meta"])
 
 
 def host_rng_state() -> dict:

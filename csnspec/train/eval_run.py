@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..data.dataset import EvalViews, collate, open_index
-from ..data.loader import threaded_batches
+from ..data.dataset import open_index
 from ..data.transforms import ClipOptions
 from ..errors import CsnError
-from .evaluate import Scores, softmax
-from .run import check_clip, note_skipped
+from .devices import device_name
+from .evaluate import score_views
+from .run import check_clip
 
 
 @dataclass
@@ -59,6 +60,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     from ..lowering import lower
     from ..parse import load
 
+    device = device_name(cfg)  # a device that is not there stops before any work
     net = load(cfg.spec)
     check_clip(net, cfg.opts.frames, cfg.opts.crop, "eval", cfg.spec)
     if cfg.opts.test_scale < cfg.opts.crop:
@@ -80,24 +82,15 @@ def evaluate(cfg: EvalConfig) -> dict:
             predict = predictor(module, low, len(index.classes), weights, cfg.device)
         except CsnError as err:  # the weights do not fit: about the weights file
             raise err.located(None, str(cfg.weights)) from None
-        scores = Scores()
-        chunks = [
-            list(range(i, min(i + cfg.batch, len(index)))) for i in range(0, len(index), cfg.batch)
-        ]
+        print(f"csnspec: evaluating on {device}", file=sys.stderr)
         bar = _bar(len(index), cfg.progress)
-        for batch in threaded_batches(
-            EvalViews(index, cfg.opts), chunks, cfg.workers, collate_fn=collate
-        ):
-            note_skipped(seen, batch.skipped)
-            if len(batch):
-                b, v = batch.x.shape[:2]
-                logits = predict(batch.x.reshape(b * v, *batch.x.shape[2:]))
-                scores.add(softmax(logits.astype(np.float64)).reshape(b, v, -1), batch.y)
-            bar.update(len(batch) + len(batch.skipped))
+        result = score_views(
+            index, cfg.opts, predict, batch=cfg.batch, workers=cfg.workers, seen=seen, bar=bar
+        )
         bar.close()
-    result = scores.result()
     result.update(
         backend=cfg.backend,
+        device=device,
         views=f"{cfg.opts.clips}x{cfg.opts.crops}",
         classes=len(index.classes),
         skipped=dict(sorted(seen.items())),

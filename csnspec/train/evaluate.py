@@ -50,3 +50,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def score_views(index, opts, predict, *, batch: int, workers: int, seen: dict, bar=None) -> dict:
+    """Clip and video top-k of `predict` ((N, 3, T, H, W) -> logits) over the test views of
+    every video in `index`; unreadable videos are noted in `seen` by name."""
+    from ..data.dataset import EvalViews, collate
+    from ..data.loader import threaded_batches
+    from .run import note_skipped
+
+    scores = Scores()
+    chunks = [list(range(i, min(i + batch, len(index)))) for i in range(0, len(index), batch)]
+    for got in threaded_batches(
+        EvalViews(index, opts), chunks, max(1, workers), collate_fn=collate
+    ):
+        note_skipped(seen, got.skipped)
+        if len(got):
+            b, v = got.x.shape[:2]
+            logits = predict(got.x.reshape(b * v, *got.x.shape[2:]))
+            scores.add(softmax(logits.astype(np.float64)).reshape(b, v, -1), got.y)
+        if bar is not None:
+            bar.update(len(got) + len(got.skipped))
+    return scores.result()

@@ -1,19 +1,16 @@
-"""The Flax NNX training loop: the same recipe as the PyTorch loop (SGD + momentum, weight decay,
-warm-up + half-cosine, cross-entropy) with optax, the batch sharded over all local devices,
-a thread pool decoding clips, and checkpoints of the flattened model and optimiser state."""
+"""The Flax NNX stepper under `fit`: the same update as the PyTorch one (weight decay added to the
+gradient, momentum, the learning rate `fit` passes in, per-parameter multipliers for frozen
+parameters and the head) with optax; the batch sharded over all local devices, so BatchNorm
+statistics are those of the global batch; clips decoded by a thread pool."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from ..data.dataset import TrainClips
-from ..data.loader import BatchPlan, threaded_batches
+from ..data.loader import threaded_batches
 from ..errors import CsnError
-from . import checkpoint
-from .run import MetricsLog, Run, StepLog, note_skipped, write_summary
-from .schedule import lr_at, lr_fn
+from .finetune import InitNote, bn_ops, classifier_ops, frozen_ops, init_weights
+from .run import Run
 
 KEY_SUFFIX = "#key"  # marks a PRNG key stored as its raw key data
 
@@ -61,126 +58,193 @@ def restore_state(obj, arrays: dict[str, np.ndarray], prefix: str) -> None:
     nnx.update(obj, nnx.from_flat_state(items))
 
 
-def make_optimizer(model, run: Run):
-    import optax
-    from flax import nnx
+def path_name(path) -> str:
+    """A jax key path (or an nnx state path) as the dotted name the weights use."""
+    parts = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                k = getattr(k, attr)
+                break
+        parts.append(str(k))
+    return ".".join(p for p in parts if p not in ("value", "raw_value"))
 
-    cfg = run.cfg
-    tx = optax.chain(
-        optax.add_decayed_weights(cfg.weight_decay),  # as torch's SGD: g + wd * p, then momentum
-        optax.sgd(lr_fn(cfg.lr, run.total_steps, run.warmup), momentum=cfg.momentum),
-    )
-    return nnx.Optimizer(model, tx, wrt=nnx.Param)
 
-
-def train(run: Run, resume: bool = False) -> dict:
+def scale_by_lr(mult_of):
+    """optax's `-lr * update`, with `lr` given at each step (one schedule, `fit`'s) and a
+    multiplier per parameter (`mult_of(dotted name)`: 0 frozen, the head's, else 1)."""
     import jax
-    import jax.numpy as jnp
     import optax
-    from flax import nnx
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-    from tqdm import tqdm
 
-    from ..weights.convert import from_nnx
+    def init(params):
+        return optax.EmptyState()
 
-    cfg = run.cfg
-    devices = jax.local_devices(backend={"auto": None, "cpu": "cpu", "cuda": "gpu"}[cfg.device])
-    if cfg.batch % len(devices):
-        raise CsnError(f"--batch {cfg.batch} does not split over {len(devices)} devices")
-    mesh = Mesh(np.array(devices), ("data",))
-    batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
-    replicated = NamedSharding(mesh, PartitionSpec())
+    def update(updates, state, params=None, *, lr, **extra):
+        out = jax.tree_util.tree_map_with_path(
+            lambda path, u: (-lr * mult_of(path_name(path))) * u, updates
+        )
+        return out, state
 
-    model = run.module().build(num_classes=len(run.index.classes), seed=cfg.seed)
-    model.train()
-    optimizer = make_optimizer(model, run)
-    start, seen = 0, dict(run.index.skipped)
-    if resume and run.checkpoint.exists():
-        arrays, meta = checkpoint.load(run.checkpoint)
-        if meta.get("backend") != "flax":
-            raise CsnError(f"{run.checkpoint}: a {meta.get('backend')} checkpoint, not flax")
-        restore_state(model, arrays, "model.")
-        restore_state(optimizer, arrays, "optim.")
-        checkpoint.set_host_rng_state(meta["host_rng"])
-        start, seen = meta["step"], {**seen, **meta.get("skipped", {})}
-    state = nnx.state((model, optimizer))
-    nnx.update((model, optimizer), jax.device_put(state, replicated))
+    return optax.GradientTransformationExtraArgs(init, update)
 
-    @nnx.jit
-    def step_fn(model, optimizer, x, y):
-        def loss_fn(model):
+
+class FlaxStepper:
+    rank, world, main = 0, 1, True
+
+    def __init__(self, run: Run):
+        import optax
+        from flax import nnx
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        from .devices import jax_devices
+
+        cfg = self.cfg = run.cfg
+        self.run = run
+        self.devices = jax_devices(cfg.device)
+        n = len(self.devices)
+        self.device_name = f"{self.devices[0].platform} x{n}" if n > 1 else self.devices[0].platform
+        if cfg.batch % n:
+            raise CsnError(f"--batch {cfg.batch} does not split over {n} devices")
+        mesh = Mesh(np.array(self.devices), ("data",))
+        self.batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+        self.replicated = NamedSharding(mesh, PartitionSpec())
+        self.model = run.module().build(num_classes=len(run.index.classes), seed=cfg.seed)
+        self.frozen = frozen_ops(run.low, cfg.freeze_stages)
+        self.bn_frozen = set(bn_ops(run.low)) if cfg.freeze_bn else set()
+        heads = set(classifier_ops(run.low))
+        fixed = self.frozen | self.bn_frozen
+
+        def mult_of(name: str) -> float:
+            op = name.rsplit(".", 1)[0]
+            return 0.0 if op in fixed else cfg.head_lr_mult if op in heads else 1.0
+
+        chain = [optax.clip_by_global_norm(cfg.clip_grad)] if cfg.clip_grad is not None else []
+        chain += [
+            optax.add_decayed_weights(cfg.weight_decay),  # as torch's SGD: g + wd * p
+            optax.trace(decay=cfg.momentum),
+            scale_by_lr(mult_of),
+        ]
+        self.optimizer = nnx.Optimizer(self.model, optax.chain(*chain), wrt=nnx.Param)
+        self.ema_model = None
+
+    def init_from(self, path) -> InitNote:
+        from flax import nnx
+
+        from ..weights.convert import from_nnx, to_nnx_state
+
+        own = {k: v.shape for k, v in from_nnx(self.model).items()}
+        fit, note = init_weights(path, self.run.low, "flax", own)
+        nnx.update(self.model, to_nnx_state(fit))
+        return note
+
+    def begin(self) -> None:
+        import jax
+        import jax.numpy as jnp
+        import optax
+        from flax import nnx
+
+        if self.cfg.ema is not None and self.ema_model is None:
+            self.ema_model = nnx.clone(self.model)
+        self.train_mode()
+        state = nnx.state((self.model, self.optimizer))
+        nnx.update((self.model, self.optimizer), jax.device_put(state, self.replicated))
+        accum = self.cfg.accum
+
+        def loss_fn(model, x, y):
             logits = model(x)
             return optax.softmax_cross_entropy_with_integer_labels(
                 logits.astype(jnp.float32), y
             ).mean()
 
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss
+        @nnx.jit
+        def step_fn(model, optimizer, x, y, lr):
+            if accum == 1:
+                loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+            else:
+                xs = x.reshape(accum, -1, *x.shape[1:])
+                ys = y.reshape(accum, -1)
+                loss, grads = 0.0, None
+                for i in range(accum):
+                    part, g = nnx.value_and_grad(loss_fn)(model, xs[i], ys[i])
+                    loss = loss + part / accum
+                    g = jax.tree.map(lambda a: a / accum, g)
+                    grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
+            optimizer.update(model, grads, lr=lr)
+            return loss
 
-    plan = BatchPlan(len(run.index), cfg.batch, cfg.seed, start, run.total_steps)
-    data = TrainClips(run.index, cfg.clip_options(), cfg.seed)
-    metrics = MetricsLog(run.dir / "metrics.jsonl", start)
-    bar = tqdm(
-        total=run.total_steps,
-        initial=start,
-        disable=not cfg.progress,
-        dynamic_ncols=True,
-        desc=f"train {run.net.name}",
-    )
-    n_dev = len(devices)
-    loss_value, clips, t0 = float("nan"), 0, time.perf_counter()
-    log = StepLog(metrics, bar, t0)
-    for step, batch in enumerate(threaded_batches(data, plan, max(1, cfg.workers)), start):
-        note_skipped(seen, batch.skipped)
-        usable = len(batch) - len(batch) % n_dev  # shards must be equal; drop the remainder
-        loss = None
-        if usable:
-            x = jax.device_put(batch.x[:usable].transpose(0, 2, 3, 4, 1), batch_sharding)
-            y = jax.device_put(batch.y[:usable].astype(np.int32), batch_sharding)
-            loss = step_fn(model, optimizer, x, y)
-        clips += usable
-        log.count(usable)
-        done = step + 1
-        lr = lr_at(step, cfg.lr, run.total_steps, run.warmup)
-        if done % cfg.log_every == 0 or done == run.total_steps:
-            loss_value = float(loss) if loss is not None else float("nan")
-            log.write(done, step // plan.steps_per_epoch, loss_value, lr)
-        bar.update(1)
-        if done % cfg.ckpt_every == 0 or done == run.total_steps:
-            save_checkpoint(run, model, optimizer, done, seen)
-    bar.close()
-    metrics.close()
-    wall = time.perf_counter() - t0
-    checkpoint.save(
-        run.dir / "model.safetensors",
-        from_nnx(model),
-        {"backend": "flax", "classes": run.index.classes, "spec": run.net.name},
-    )
-    summary = {
-        "backend": "flax",
-        "device": str(devices[0].platform),
-        "devices": n_dev,
-        "steps": run.total_steps,
-        "resumed_from": start,
-        "final_loss": loss_value,
-        "clips": clips,
-        "wall_s": round(wall, 3),
-        "clips_per_s": round(clips / max(wall, 1e-9), 2),
-        "skipped": dict(sorted(seen.items())),
-    }
-    write_summary(run, summary)
-    return summary
+        decay = self.cfg.ema
 
+        @nnx.jit
+        def ema_fn(ema_model, model):
+            kinds = nnx.Any(nnx.Param, nnx.BatchStat)
+            mixed = jax.tree.map(
+                lambda e, p: decay * e + (1 - decay) * p,
+                nnx.state(ema_model, kinds),
+                nnx.state(model, kinds),
+            )
+            nnx.update(ema_model, mixed)
 
-def save_checkpoint(run: Run, model, optimizer, step: int, seen: dict) -> None:
-    arrays = {**flat_state(model, "model."), **flat_state(optimizer, "optim.")}
-    meta = {
-        "backend": "flax",
-        "step": step,
-        "seed": run.cfg.seed,
-        "epoch": step // (len(run.index) // run.cfg.batch),
-        "host_rng": checkpoint.host_rng_state(),
-        "skipped": seen,
-    }
-    checkpoint.save(run.checkpoint, arrays, meta)
+        self.step_fn, self.ema_fn = step_fn, ema_fn
+        self.forward = nnx.jit(lambda m, x: m(x))
+
+    def train_mode(self) -> None:
+        """Train mode, except BatchNorms that are frozen (their statistics stay put)."""
+        from flax import nnx
+
+        self.model.train()
+        fixed = self.frozen | self.bn_frozen
+        if fixed:
+            for path, module in nnx.iter_modules(self.model):
+                if path_name(path) in fixed and hasattr(module, "use_running_average"):
+                    module.use_running_average = True
+
+    def batches(self, plan, dataset):
+        for batch in threaded_batches(dataset, plan, max(1, self.cfg.workers)):
+            yield batch.x, batch.y, batch.skipped
+
+    def step(self, x, y, lr: float):
+        import jax
+        import jax.numpy as jnp
+
+        # shards and micro-batches must be equal: drop the remainder
+        usable = len(y) - len(y) % (len(self.devices) * self.cfg.accum)
+        if not usable:
+            return 0, None
+        x = jax.device_put(x[:usable].transpose(0, 2, 3, 4, 1), self.batch_sharding)
+        y = jax.device_put(y[:usable].astype(np.int32), self.batch_sharding)
+        loss = self.step_fn(self.model, self.optimizer, x, y, jnp.float32(lr))
+        if self.ema_model is not None:
+            self.ema_fn(self.ema_model, self.model)
+        return usable, loss
+
+    def weights(self, ema: bool = False) -> dict[str, np.ndarray]:
+        from ..weights.convert import from_nnx
+
+        return from_nnx(self.ema_model if ema else self.model)
+
+    def state(self) -> tuple[dict, dict]:
+        arrays = {**flat_state(self.model, "model."), **flat_state(self.optimizer, "optim.")}
+        if self.ema_model is not None:
+            arrays.update(flat_state(self.ema_model, "ema."))
+        return arrays, {}
+
+    def restore(self, arrays: dict, meta: dict) -> None:
+        from flax import nnx
+
+        restore_state(self.model, arrays, "model.")
+        restore_state(self.optimizer, arrays, "optim.")
+        if self.cfg.ema is not None and any(k.startswith("ema.") for k in arrays):
+            self.ema_model = nnx.clone(self.model)
+            restore_state(self.ema_model, arrays, "ema.")
+
+    def predictor(self, ema: bool = False):
+        model = self.ema_model if ema else self.model
+        model.eval()
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return np.asarray(self.forward(model, np.ascontiguousarray(x.transpose(0, 2, 3, 4, 1))))
+
+        return predict
+
+    def finish(self) -> None:
+        pass

@@ -20,18 +20,3 @@ def lr_at(step: int, base: float, total: int, warmup: int) -> float:
 def default_warmup(total: int) -> int:
     """The paper warms up for 10 of 45 epochs; the same fraction of the steps."""
     return max(1, round(total * 10 / 45))
-
-
-def lr_fn(base: float, total: int, warmup: int):
-    """`lr_at` as a jax-traceable function of the step count (for optax)."""
-    import jax.numpy as jnp
-
-    rest = max(1, total - warmup)
-
-    def lr(count):
-        step = jnp.asarray(count, jnp.float32)
-        warm = base * (step + 1) / warmup
-        cos = base * 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(step - warmup, rest) / rest))
-        return jnp.where(step < warmup, warm, cos)
-
-    return lr

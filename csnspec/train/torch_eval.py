@@ -25,8 +25,9 @@ def predictor(module, low, classes: int, weights, device: str = "auto", max_view
     import torch
 
     from ..weights.convert import detect, flax_to_torch
+    from .devices import torch_device
 
-    dev = torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+    dev = torch_device(device)
     model = module.build(num_classes=classes)
     if weights is not None:
         if detect(weights) == "flax":

@@ -1,18 +1,19 @@
-"""The PyTorch training loop: SGD with momentum, warm-up + half-cosine, cross-entropy,
-DataLoader workers, bf16 autocast on GPU, DDP under torchrun, resumable checkpoints."""
+"""The PyTorch stepper under `fit`: SGD with momentum and weight decay, cross-entropy, DDP under
+torchrun (with SyncBatchNorm on request), autocast on CUDA (bf16, or fp16 with a gradient
+scaler), gradient accumulation and clipping, an EMA of the weights, and frozen BN or stages."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
-import time
 
 import numpy as np
 
-from ..data.dataset import TrainClips, collate
-from ..data.loader import BatchPlan
-from . import checkpoint
-from .run import MetricsLog, Run, StepLog, note_skipped, write_summary
-from .schedule import lr_at
+from ..data.dataset import collate
+from ..errors import CsnError
+from .finetune import InitNote, bn_ops, classifier_ops, frozen_ops, init_weights, op_of
+from .run import Run
 
 
 def torch_collate(items):
@@ -35,165 +36,233 @@ def distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def pick_device(name: str, local_rank: int):
-    import torch
-
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
-def build_model(run: Run):
-    return run.module().build(num_classes=len(run.index.classes))
-
-
-def model_arrays(model) -> dict[str, np.ndarray]:
+def arrays_of(model) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
 
-def save_checkpoint(run: Run, model, opt, step: int, seen: dict) -> None:
-    import torch
+class TorchStepper:
+    def __init__(self, run: Run):
+        import torch
 
-    arrays = {f"model.{k}": v for k, v in model_arrays(model).items()}
-    state = opt.state_dict()
-    for i, s in state["state"].items():
-        for name, value in s.items():
-            if torch.is_tensor(value):
-                arrays[f"optim.{i}.{name}"] = value.detach().cpu().numpy()
-    arrays["rng.torch"] = torch.get_rng_state().numpy()
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            arrays[f"rng.cuda.{i}"] = s.numpy()
-    meta = {
-        "backend": "torch",
-        "step": step,
-        "seed": run.cfg.seed,
-        "epoch": step // (len(run.index) // run.cfg.batch),
-        "param_groups": state["param_groups"],
-        "host_rng": checkpoint.host_rng_state(),
-        "skipped": seen,
-    }
-    checkpoint.save(run.checkpoint, arrays, meta)
+        from .devices import torch_device
 
-
-def load_checkpoint(run: Run, model, opt) -> tuple[int, dict]:
-    """Restore model, optimiser and RNGs; return the step to continue from and skipped videos."""
-    import torch
-
-    arrays, meta = checkpoint.load(run.checkpoint)
-    model.load_state_dict(
-        {k[6:]: torch.from_numpy(v) for k, v in arrays.items() if k[:6] == "model."}
-    )
-    opt_state: dict = {}
-    for k, v in arrays.items():
-        if k.startswith("optim."):
-            _, i, name = k.split(".", 2)
-            opt_state.setdefault(int(i), {})[name] = torch.from_numpy(v)
-    opt.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-    torch.set_rng_state(torch.from_numpy(arrays["rng.torch"]))
-    cuda = [torch.from_numpy(arrays[f"rng.cuda.{i}"]) for i in range(torch.cuda.device_count())]
-    if cuda and all(f"rng.cuda.{i}" in arrays for i in range(len(cuda))):
-        torch.cuda.set_rng_state_all(cuda)
-    checkpoint.set_host_rng_state(meta["host_rng"])
-    return meta["step"], meta.get("skipped", {})
-
-
-def train(run: Run, resume: bool = False) -> dict:
-    import torch
-    import torch.nn.functional as F
-    from tqdm import tqdm
-
-    cfg = run.cfg
-    rank, world, local = distributed()
-    device = pick_device(cfg.device, local)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the kernels
-    else:
-        # Leave a core to each data worker: oversubscribed OpenMP threads spin and stall.
-        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) - cfg.workers))
-    torch.manual_seed(cfg.seed)
-    model = build_model(run).to(device)
-    opt = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
-    start, seen = 0, dict(run.index.skipped)
-    if resume and run.checkpoint.exists():
-        start, seen_before = load_checkpoint(run, model, opt)
-        seen.update(seen_before)
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
-    plan = BatchPlan(len(run.index), cfg.batch, cfg.seed, start, run.total_steps, rank, world)
-    loader = torch.utils.data.DataLoader(
-        TrainClips(run.index, cfg.clip_options(), cfg.seed),
-        batch_sampler=plan,
-        num_workers=cfg.workers,
-        collate_fn=torch_collate,
-        pin_memory=cuda,
-        persistent_workers=False,
-    )
-    main = rank == 0
-    metrics = MetricsLog(run.dir / "metrics.jsonl", start) if main else None
-    bar = tqdm(
-        total=run.total_steps,
-        initial=start,
-        disable=not (main and cfg.progress),
-        dynamic_ncols=True,
-        desc=f"train {run.net.name}",
-    )
-    net.train()
-    loss_value, clips, t0 = float("nan"), 0, time.perf_counter()
-    log = StepLog(metrics, bar, t0)
-    step = start
-    for step, (x, y, skipped) in enumerate(loader, start):
-        note_skipped(seen, skipped)
-        lr = lr_at(step, cfg.lr, run.total_steps, run.warmup)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        if len(y):
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp):
-                logits = net(x)
-            loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        clips += len(y) * world
-        log.count(len(y) * world)
-        done = step + 1
-        if main and (done % cfg.log_every == 0 or done == run.total_steps):
-            loss_value = float(loss.detach()) if len(y) else float("nan")
-            log.write(done, step // plan.steps_per_epoch, loss_value, lr)
-        bar.update(1)
-        if main and (done % cfg.ckpt_every == 0 or done == run.total_steps):
-            save_checkpoint(run, model, opt, done, seen)
-    bar.close()
-    wall = time.perf_counter() - t0
-    summary = {}
-    if main:
-        metrics.close()
-        checkpoint.save(
-            run.dir / "model.safetensors",
-            model_arrays(model),
-            {"backend": "torch", "classes": run.index.classes, "spec": run.net.name},
+        cfg = self.cfg = run.cfg
+        self.run = run
+        self.rank, self.world, local = distributed()
+        self.main = self.rank == 0
+        self.device = torch_device(cfg.device, local)
+        self.device_name = str(self.device)
+        self.cuda = self.device.type == "cuda"
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the kernels
+        else:
+            # Leave a core to each data worker: oversubscribed OpenMP threads spin and stall.
+            torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) - cfg.workers))
+        torch.manual_seed(cfg.seed)
+        model = run.module().build(num_classes=len(run.index.classes))
+        if cfg.sync_bn and self.world > 1:
+            if not self.cuda:
+                raise CsnError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only")
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(self.device)
+        self.frozen = frozen_ops(run.low, cfg.freeze_stages)
+        self.bn_frozen = set(bn_ops(run.low)) if cfg.freeze_bn else set()
+        heads = set(classifier_ops(run.low))
+        groups = {"base": [], "head": []}
+        for name, p in self.model.named_parameters():
+            op = op_of(name)
+            if op in self.frozen or op in self.bn_frozen:
+                p.requires_grad_(False)
+            else:
+                groups["head" if op in heads else "base"].append(p)
+        self.opt = torch.optim.SGD(
+            [
+                {"params": groups["base"], "lr_mult": 1.0},
+                {"params": groups["head"], "lr_mult": cfg.head_lr_mult},
+            ],
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
         )
-        summary = {
-            "backend": "torch",
-            "device": str(device),
-            "world_size": world,
-            "steps": run.total_steps,
-            "resumed_from": start,
-            "final_loss": loss_value,
-            "clips": clips,
-            "wall_s": round(wall, 3),
-            "clips_per_s": round(clips / max(wall, 1e-9), 2),
-            "skipped": dict(sorted(seen.items())),
+        self.amp = cfg.amp if self.cuda else "off"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        self.ema = None
+        self.ema_model = None
+        self.net = self.model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[local] if self.cuda else None
+            )
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def init_from(self, path) -> InitNote:
+        import torch
+
+        own = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+        fit, note = init_weights(path, self.run.low, "torch", own)
+        self.model.load_state_dict(
+            {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in fit.items()}, strict=False
+        )
+        return note
+
+    def begin(self) -> None:
+        import torch
+
+        if self.cfg.ema is not None and self.ema is None:
+            self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.train_mode()
+        self.autocast = {
+            "device_type": "cuda",
+            "dtype": torch.float16 if self.amp == "fp16" else torch.bfloat16,
+            "enabled": self.amp != "off",
         }
-        write_summary(run, summary)
-    if world > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    return summary
+
+    def train_mode(self) -> None:
+        """Train mode, except BatchNorms that are frozen (their statistics stay put)."""
+        self.net.train()
+        for name, module in self.model.named_modules():
+            if name in self.bn_frozen or name in self.frozen:
+                module.eval()
+
+    def batches(self, plan, dataset):
+        import torch
+
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=plan,
+            num_workers=self.cfg.workers,
+            collate_fn=torch_collate,
+            pin_memory=self.cuda,
+            persistent_workers=False,
+        )
+
+    # -- one step --------------------------------------------------------------------------
+
+    def step(self, x, y, lr: float):
+        import torch
+        import torch.nn.functional as F
+
+        for group in self.opt.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        n = len(y)
+        if not n:
+            return 0, None
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        self.opt.zero_grad(set_to_none=True)
+        parts = [
+            (a, b)
+            for a, b in zip(x.tensor_split(self.cfg.accum), y.tensor_split(self.cfg.accum))
+            if len(b)
+        ]
+        total = 0.0
+        for i, (xs, ys) in enumerate(parts):
+            sync = self.world == 1 or i == len(parts) - 1
+            with self.net.no_sync() if not sync else contextlib.nullcontext():
+                with torch.autocast(**self.autocast):
+                    logits = self.net(xs)
+                loss = F.cross_entropy(logits.float(), ys)
+                if len(parts) > 1:
+                    loss = loss * (len(ys) / n)
+                self.scaler.scale(loss).backward()
+            total = total + loss.detach()
+        if self.cfg.clip_grad is not None:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        if self.ema is not None:
+            self._update_ema()
+        return n * self.world, total
+
+    def _update_ema(self) -> None:
+        import torch
+
+        d = self.cfg.ema
+        with torch.no_grad():
+            self._ema_step(d)
+
+    def _ema_step(self, d: float) -> None:
+        for k, v in self.model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.ema[k].copy_(v)
+
+    # -- weights, checkpoints, prediction ----------------------------------------------------
+
+    def weights(self, ema: bool = False) -> dict[str, np.ndarray]:
+        if ema:
+            return {k: v.cpu().numpy() for k, v in self.ema.items()}
+        return arrays_of(self.model)
+
+    def state(self) -> tuple[dict, dict]:
+        import torch
+
+        arrays = {f"model.{k}": v for k, v in arrays_of(self.model).items()}
+        if self.ema is not None:
+            arrays.update({f"ema.{k}": v.cpu().numpy() for k, v in self.ema.items()})
+        state = self.opt.state_dict()
+        for i, s in state["state"].items():
+            for name, value in s.items():
+                if torch.is_tensor(value):
+                    arrays[f"optim.{i}.{name}"] = value.detach().cpu().numpy()
+        arrays["rng.torch"] = torch.get_rng_state().numpy()
+        if torch.cuda.is_available():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                arrays[f"rng.cuda.{i}"] = s.numpy()
+        meta = {"param_groups": state["param_groups"], "scaler": self.scaler.state_dict()}
+        return arrays, meta
+
+    def restore(self, arrays: dict, meta: dict) -> None:
+        import torch
+
+        self.model.load_state_dict(
+            {k[6:]: torch.from_numpy(v) for k, v in arrays.items() if k[:6] == "model."}
+        )
+        ema = {
+            k[4:]: torch.from_numpy(v).to(self.device) for k, v in arrays.items() if k[:4] == "ema."
+        }
+        if self.cfg.ema is not None and ema:
+            self.ema = ema
+        opt_state: dict = {}
+        for k, v in arrays.items():
+            if k.startswith("optim."):
+                _, i, name = k.split(".", 2)
+                opt_state.setdefault(int(i), {})[name] = torch.from_numpy(v)
+        self.opt.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+        if meta.get("scaler"):
+            self.scaler.load_state_dict(meta["scaler"])
+        torch.set_rng_state(torch.from_numpy(arrays["rng.torch"]))
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        cuda = [arrays.get(f"rng.cuda.{i}") for i in range(n)]
+        if cuda and all(s is not None for s in cuda):
+            torch.cuda.set_rng_state_all([torch.from_numpy(s) for s in cuda])
+
+    def predictor(self, ema: bool = False):
+        """Logits of numpy clips, in eval mode (the EMA weights in a copy of the model)."""
+        import torch
+
+        model = self.model
+        if ema:
+            if self.ema_model is None:
+                self.ema_model = copy.deepcopy(self.model)
+            self.ema_model.load_state_dict(self.ema)
+            model = self.ema_model
+        model.eval()
+
+        @torch.no_grad()
+        def predict(x: np.ndarray) -> np.ndarray:
+            with torch.autocast(**self.autocast):
+                out = model(torch.from_numpy(x).to(self.device))
+            return out.float().cpu().numpy()
+
+        return predict
+
+    def finish(self) -> None:
+        if self.world > 1:
+            import torch
+
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
