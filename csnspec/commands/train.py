@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from ..data.formats import FORMATS
 from ..errors import CsnError
 
 
@@ -42,9 +43,17 @@ def register(sub) -> None:
     )
     p.add_argument("spec", metavar="SPEC", nargs="?", help="the spec (not needed with --resume)")
     data = p.add_argument_group("data")
-    data.add_argument("--train", help="training videos: a folder of class folders or a list")
+    data.add_argument(
+        "--train",
+        help="training videos: a folder of class folders, a list file "
+        "(path,label CSV, MMAction2 list, Kinetics CSV, Something-Something JSON/CSV) or a dataset folder",
+    )
     data.add_argument("--val", help="validation videos, in the same forms")
-    data.add_argument("--format", help="the dataset format (default: detected)")
+    data.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="the dataset format (default: detected from the file)",
+    )
     data.add_argument(
         "--root", help="folder the list's paths are relative to (default: its folder)"
     )

@@ -77,12 +77,11 @@ class Run:
 
 
 def open_dataset(path, cfg: TrainConfig, classes: list[str] | None = None) -> VideoIndex:
-    """The one place `--train` / `--val` (with `--format`, `--root`) become a video index."""
-    if cfg.format not in (None, "folder", "csv"):
-        raise CsnError(
-            f"--format {cfg.format}: this build reads class folders and `path,label` lists"
-        )
-    return open_index(path, cfg.root, classes)
+    """The one place `--train` / `--val` (with `--format`, `--root`) become a video index.
+
+    `path` is a folder, a list file or a dataset folder in any of `csnspec.data.formats.FORMATS`.
+    """
+    return open_index(path, cfg.root, classes, format=cfg.format)
 
 
 def check_clip(net, frames: int, crop: int, where: str = "data", path=None) -> None:
@@ -174,6 +173,7 @@ def prepare(cfg: TrainConfig, resume: bool = False) -> Run:
     from ..backends import render
     from ..lowering import lower
     from ..parse import load
+    from ..sizing import TRAIN, check_fits
 
     out = Path(cfg.out)
     if not resume and ((out / LAST).exists() or (out / "summary.json").exists()):
@@ -207,6 +207,9 @@ def prepare(cfg: TrainConfig, resume: bool = False) -> Run:
     else:  # of the run as first planned: extending a run keeps its warm-up
         warmup = default_warmup(meta.get("total_steps", total) if meta else total)
     low = lower(net)
+    check_fits(
+        low, usage=TRAIN, batch=cfg.batch, what="train", filename=cfg.spec, device=cfg.device
+    )
     model_path = out / f"model_{cfg.backend}.py"
     if not (resume and model_path.is_file()):
         write_text(model_path, render(low, cfg.backend))
