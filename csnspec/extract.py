@@ -29,6 +29,7 @@ class ExtractConfig:
     weights: str
     data: str
     out: str
+    format: str | None = None  # one of csnspec.data.formats.FORMATS (detected when None)
     root: str | None = None
     opts: ClipOptions = field(default_factory=ClipOptions)
     batch: int = 2  # videos per batch
@@ -73,7 +74,7 @@ def extract(cfg: ExtractConfig) -> dict:
     check_target(cfg.out, inputs)
     net = load(cfg.spec)
     check_clip(net, cfg.opts.frames, cfg.opts.crop, "extract", cfg.spec)
-    index = open_index(cfg.data, cfg.root)
+    index = open_index(cfg.data, cfg.root, format=cfg.format)
     low = lower(net)
     views = cfg.opts.views
     check_fits(low, usage=INFER, batch=cfg.batch * views, what="extract", filename=cfg.spec)

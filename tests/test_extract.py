@@ -120,3 +120,51 @@ def test_unreadable_data_and_missing_weights_are_labelled(tmp_path, videos, weig
     assert main([*argv, "--weights", str(missing), "--data", str(videos)]) == 2
     assert capsys.readouterr().err.startswith(f"{missing}: error: no such weights file")
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def mmaction(tmp_path_factory) -> Path:
+    """The `videos` fixture's videos, laid out as an MMAction2 dataset (`path label` lists)."""
+    from csnspec.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("mmaction")
+    synthesize(
+        root, classes=2, videos=3, frames=16, size=40, seed=1, test_fraction=0.34, layout="mmaction"
+    )
+    return root
+
+
+def test_eval_and_extract_read_any_format_with_root(tmp_path, videos, mmaction, weights, capsys):  # noqa: F811
+    """`--data` is the videos to evaluate, in any format, with `--format` and `--root` as in
+    `train`: an MMAction2 list kept away from its videos gives the features of the same videos."""
+    path, _ = weights
+    listed = tmp_path / "lists" / "test.txt"  # not beside the videos: --root says where they are
+    listed.parent.mkdir()
+    listed.write_text((mmaction / "test_list_videos.txt").read_text())
+    common = ["--weights", str(path), *CLIPS, *CLIP_FLAGS, "--no-progress"]
+    base = tmp_path / "csv.safetensors"
+    assert (
+        main(["extract", str(SPEC), "--data", str(videos / "test.csv"), "-o", str(base), *common])
+        == 0
+    )
+    out = tmp_path / "mmaction.safetensors"
+    data = ["--data", str(listed), "--format", "mmaction", "--root", str(mmaction)]
+    assert main(["extract", str(SPEC), *data, "-o", str(out), *common]) == 0
+    got, want = _read(out)[0]["features"], _read(base)[0]["features"]
+    assert got.shape == want.shape == (2, 32)
+    # the same videos, maybe in another order: the same rows
+    by_row = lambda a: a[np.lexsort(a.T)]
+    np.testing.assert_allclose(by_row(got), by_row(want), rtol=1e-6)
+    # the named format is the one read: this list is no Something-Something JSON
+    capsys.readouterr()
+    wrong = ["--data", str(listed), "--format", "ssv2", "--root", str(mmaction)]
+    assert main(["extract", str(SPEC), *wrong, "-o", str(tmp_path / "x.safetensors"), *common]) == 2
+    assert str(listed) in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps([f"c{i}" for i in range(6)]))
+    evaluate = ["eval", str(SPEC), "--classes", str(classes), "--workers", "0", "--json", *common]
+    assert main([*evaluate, *data]) == 0
+    assert json.loads(capsys.readouterr().out)["videos"] == 2
+    assert main([*evaluate, *wrong]) == 2
+    assert str(listed) in capsys.readouterr().err

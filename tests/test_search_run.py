@@ -145,7 +145,25 @@ def test_errors_come_before_anything_runs(tmp_path, capsys):
         )
         == 2
     )
-    assert "--objective trained needs --data DIR" in capsys.readouterr().err
+    assert "--objective trained needs --train DATA and --val DATA" in capsys.readouterr().err
+    # `--data DIR` meant DIR/train.csv and DIR/test.csv here; it names no split any more
+    data = tmp_path / "synth"
+    argv = ["search", str(SPACES / "tiny-trained.space"), "--out", str(tmp_path / "o"),
+            "--objective", "trained", "--data", str(data)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"use --train {data / 'train.csv'} --val {data / 'test.csv'}" in err
+    assert "Traceback" not in err
+    # the data are opened before any trial starts, a bad one named
+    missing = tmp_path / "missing.csv"
+    argv = ["search", str(SPACES / "tiny-trained.space"), "--out", str(tmp_path / "o"),
+            "--objective", "trained", "--train", str(missing), "--val", str(missing)]  # fmt: skip
+    assert main(argv) == 2
+    assert str(missing) in capsys.readouterr().err
+    argv = ["search", str(SPACES / "tiny-trained.space"), "--out", str(tmp_path / "o"),
+            "--train", str(missing)]  # fmt: skip
+    assert main(argv) == 2
+    assert "go with --objective trained" in capsys.readouterr().err
     assert (
         main(
             [
@@ -224,7 +242,7 @@ def eval_json(trial, synth, crop: int) -> dict:
     return json.loads(out.getvalue())
 
 
-def _trained_search(tmp_path, synth, executor: str, extra=()):
+def _trained_search(tmp_path, synth, executor: str, extra=(), resume: bool = False):
     out = tmp_path / executor
     args = [
         "search",
@@ -233,8 +251,12 @@ def _trained_search(tmp_path, synth, executor: str, extra=()):
         str(out),
         "--objective",
         "trained",
-        "--data",
-        str(synth),
+        "--train",
+        str(synth / "train.csv"),
+        "--val",
+        str(synth / "test.csv"),
+        "--format",
+        "csv",
         "--strategy",
         "random",
         "--trials",
@@ -252,6 +274,10 @@ def _trained_search(tmp_path, synth, executor: str, extra=()):
     assert main(args) == 0
     records = lines(out / "results.jsonl")
     assert len(records) == 2
+    if resume:  # the same flags again with --resume: the data options agree, nothing runs again
+        assert main([*args, "--resume"]) == 0
+        assert lines(out / "results.jsonl") == records
+        assert len(lines(out / "started.jsonl")) == 2
     for r in records:
         assert r["status"] == "ok", r.get("error")
         trial = out / "trials" / r["key"]
@@ -263,6 +289,11 @@ def _trained_search(tmp_path, synth, executor: str, extra=()):
         assert again["videos"] == 3
         assert r["metrics"]["accuracy"] == again["video_top1"]
         assert r["metrics"]["clip_top1"] == again["clip_top1"]
+    # search.json records where the data came from, as absolute paths (trials may run elsewhere)
+    options = json.loads((out / "search.json").read_text())["trained_options"]
+    assert options["train"] == str((synth / "train.csv").resolve())
+    assert options["val"] == str((synth / "test.csv").resolve())
+    assert options["format"] == "csv" and "root" not in options
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert plots == [
         "accuracy_vs_flops.png",
@@ -274,7 +305,7 @@ def _trained_search(tmp_path, synth, executor: str, extra=()):
 
 def test_trained_search_on_synthetic_videos_in_process(tmp_path, synth):
     pytest.importorskip("torch")
-    _trained_search(tmp_path, synth, "local")
+    _trained_search(tmp_path, synth, "local", resume=True)
 
 
 def test_trained_search_on_a_local_ray_instance(tmp_path, synth):

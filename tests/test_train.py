@@ -286,7 +286,7 @@ def test_spec_that_does_not_fit_the_clip_options_fails_before_training(tmp_path,
     code = main(["train", str(SPEC), "--train", "x.csv", "--out", str(out), "--scale", "20", "30"])
     assert code == 2 and "--scale 20 30" in capsys.readouterr().err
     code = main(["train", str(SPEC), "--data", "x.csv"])
-    assert code == 2 and "--train" in capsys.readouterr().err
+    assert code == 2 and "hint: use --train x.csv" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a PyTorch without CUDA")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ..errors import CsnError
+from ._data_args import add_eval_data_args
 from .train import add_clip_options
 
 
@@ -12,8 +13,7 @@ def register(sub) -> None:
     p = sub.add_parser("eval", help="clip and video accuracy of trained or imported weights")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--weights", required=True, help="safetensors keyed by the spec's op names")
-    p.add_argument("--data", required=True, help="a folder of class folders or a `path,label` list")
-    p.add_argument("--root", help="folder the list's paths are relative to (default: its folder)")
+    add_eval_data_args(p)
     p.add_argument("--classes", help="classes.json (default: the one beside --weights)")
     p.add_argument("--backend", choices=("torch", "flax"), default="torch")
     p.add_argument("--clips", type=int, default=10, help="clips per video (default 10)")
@@ -53,6 +53,7 @@ def run(args) -> int:
         spec=args.spec,
         weights=args.weights,
         data=args.data,
+        format=args.format,
         backend=args.backend,
         root=args.root,
         classes=args.classes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import CsnError
+from ._data_args import add_eval_data_args
 
 
 def register(sub) -> None:
@@ -18,8 +19,7 @@ def register(sub) -> None:
     )
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--weights", required=True, help="safetensors keyed by the spec's op names")
-    p.add_argument("--data", required=True, help="a folder of class folders or a `path,label` list")
-    p.add_argument("--root", help="folder the list's paths are relative to (default: its folder)")
+    add_eval_data_args(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the .safetensors to write")
     p.add_argument("--clips", type=int, default=10, help="clips per video (default 10)")
     p.add_argument("--crops", type=int, choices=(1, 3), default=1, help="crops per clip")
@@ -74,6 +74,7 @@ def run(args) -> int:
         spec=args.spec,
         weights=args.weights,
         data=args.data,
+        format=args.format,
         out=args.output,
         root=args.root,
         opts=clip_options(args),

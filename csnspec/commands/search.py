@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CsnError
+from ._data_args import add_split_args, reject_data
 
 
 def register(sub) -> None:
@@ -57,12 +58,12 @@ def register(sub) -> None:
         "--dry-run", action="store_true", help="expand the space and print its summary; run nothing"
     )
     p.add_argument("--no-plots", action="store_true")
-    t = p.add_argument_group("trained objective")
-    t.add_argument(
-        "--data",
-        metavar="DIR",
-        help="a dataset with train.csv and test.csv (e.g. from `csnspec data synth`)",
+    add_split_args(
+        p,
+        "trained objective: data (read as `csnspec train` reads them)",
+        val_help="the videos each candidate is scored on (video top-1), in the same forms",
     )
+    t = p.add_argument_group("trained objective")
     t.add_argument(
         "--steps", type=int, default=20, help="training steps per candidate (default 20)"
     )
@@ -91,8 +92,8 @@ def register(sub) -> None:
     r.add_argument(
         "--ray-address",
         metavar="ADDRESS",
-        help="a Ray cluster to join (e.g. ray://head:10001 or auto); OUT and --data must be "
-        "on storage every node sees",
+        help="a Ray cluster to join (e.g. ray://head:10001 or auto); OUT and the data must "
+        "be on storage every node sees",
     )
     r.add_argument(
         "--ray-cpus", type=int, metavar="N", help="CPUs of the local Ray instance (default: all)"
@@ -120,13 +121,35 @@ def _options(items: list[str]) -> dict:
     return out
 
 
+def _data_options(args) -> dict:
+    """The trained objective's `train`, `val`, `format`, `root` options (those given), paths made
+    absolute for trials that run in other folders or on other nodes."""
+    out = {}
+    for name in ("train", "val", "root"):
+        if getattr(args, name) is not None:
+            out[name] = str(Path(getattr(args, name)).resolve())
+    if args.format is not None:
+        out["format"] = args.format
+    return out
+
+
+def _check_data(data: dict) -> None:
+    """Open each dataset now, so that a bad one stops the search before any trial starts."""
+    from ..data.dataset import open_index
+
+    for name in ("train", "val"):
+        if name in data:
+            open_index(data[name], data.get("root"), format=data.get("format"))
+
+
 def run(args) -> int:
     from ..search.expand import expand
     from ..search.objectives import parse_objectives
     from ..search.runner import Settings, run_search
     from ..search.space import load_space
-    from ..search.trained import DEFAULT, splits
+    from ..search.trained import DEFAULT
 
+    reject_data(args, "search")
     objectives = parse_objectives(args.objective)
     space = load_space(args.space)
     for name in ("trials", "top", "steps", "batch"):
@@ -135,16 +158,18 @@ def run(args) -> int:
             raise CsnError(f"--{name} must be positive (got {value})")
     trained = any(o.trained for o in objectives)
     fn_options = _options(args.fn_option)
+    data = _data_options(args)
     if trained:
         if args.objective_fn is None:
-            if not args.data:
+            if "train" not in data or "val" not in data:
                 raise CsnError(
-                    "--objective trained needs --data DIR",
-                    hint="make one with `csnspec data synth DIR`",
+                    "--objective trained needs --train DATA and --val DATA",
+                    hint="make a small dataset with `csnspec data synth DIR`, then pass "
+                    "--train DIR/train.csv --val DIR/test.csv",
                 )
-            splits(args.data)
+            _check_data(data)
             fn_options = {
-                "data": str(Path(args.data).resolve()),
+                **data,
                 "steps": args.steps,
                 "batch": args.batch,
                 "lr": args.lr,
@@ -152,11 +177,13 @@ def run(args) -> int:
                 "device": args.device,
                 **fn_options,
             }
-        elif args.data:
-            fn_options = {"data": str(Path(args.data).resolve()), **fn_options}
-    elif args.objective_fn or args.data or args.ray_address or args.executor != "auto":
+        else:
+            _check_data(data)
+            fn_options = {**data, **fn_options}
+    elif args.objective_fn or data or args.ray_address or args.executor != "auto":
         raise CsnError(
-            "--data, --objective-fn, --executor and --ray-address go with --objective trained",
+            "--train, --val, --format, --root, --objective-fn, --executor and --ray-address go "
+            "with --objective trained",
             hint="analytic objectives are computed in this process, in microseconds per candidate",
         )
     if args.dry_run:

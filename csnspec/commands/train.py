@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from ..data.formats import FORMATS
 from ..errors import CsnError
+from ._data_args import add_split_args, reject_data
 
 
 def add_clip_options(p, train: bool) -> None:
@@ -42,22 +42,7 @@ def register(sub) -> None:
         "the command line; frames, crop and scales default to the spec's input clip.",
     )
     p.add_argument("spec", metavar="SPEC", nargs="?", help="the spec (not needed with --resume)")
-    data = p.add_argument_group("data")
-    data.add_argument(
-        "--train",
-        help="training videos: a folder of class folders, a list file "
-        "(path,label CSV, MMAction2 list, Kinetics CSV, Something-Something JSON/CSV) or a dataset folder",
-    )
-    data.add_argument("--val", help="validation videos, in the same forms")
-    data.add_argument(
-        "--format",
-        choices=FORMATS,
-        help="the dataset format (default: detected from the file)",
-    )
-    data.add_argument(
-        "--root", help="folder the list's paths are relative to (default: its folder)"
-    )
-    data.add_argument("--data", help=argparse.SUPPRESS)
+    add_split_args(p)
     p.add_argument("--config", help="a TOML, YAML or JSON file of settings (flag names as keys)")
     p.add_argument("--recipe", help="a preset: csn-kinetics (section 4.1), csn-kinetics-32")
     p.add_argument("--backend", choices=("torch", "flax"))
@@ -130,11 +115,7 @@ def run(args) -> int:
     from ..train.trainer import train
 
     logging.basicConfig(format="csnspec: %(message)s", level=logging.WARNING)
-    if args.data is not None:
-        raise CsnError(
-            "--data: train takes --train DATA (and --val DATA for validation)",
-            hint=f"csnspec train SPEC --train {args.data}",
-        )
+    reject_data(args, "train")
     cli = settings_of(args)
     if args.resume is not None:
         if args.config or args.spec:

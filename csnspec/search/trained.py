@@ -1,8 +1,8 @@
 """Trained objectives: a function of a candidate's canonical spec text that returns its metrics.
 
-`train_and_evaluate` is the real one: a short training run (`csnspec.train.run.train`) on
-DATA/train.csv and video top-1 on DATA/test.csv (`csnspec.train.eval_run.evaluate`), in the
-trial's own folder. A trial killed half-way continues from its checkpoint when run again.
+`train_and_evaluate` is the real one: a short training run (`csnspec.train.trainer.train`) on
+`--train` and video top-1 on `--val` (`csnspec.train.eval_run.evaluate`), in the trial's own
+folder. A trial killed half-way continues from its checkpoint when run again.
 `standin` is a cheap deterministic stand-in for tests of the search machinery.
 
 An objective is any importable `module:function` taking (spec_text, trial_dir, **options) and
@@ -46,24 +46,14 @@ def as_metrics(result) -> dict:
     return {"accuracy": float(result)}
 
 
-def splits(data) -> tuple[Path, Path]:
-    """DATA/train.csv and DATA/test.csv (what `csnspec data synth` writes)."""
-    data = Path(data)
-    train, test = data / "train.csv", data / "test.csv"
-    missing = [p.name for p in (train, test) if not p.is_file()]
-    if missing:
-        raise CsnError(
-            f"{data}: a trained search needs train.csv and test.csv there (missing {', '.join(missing)})",
-            hint="make a small dataset with `csnspec data synth DIR`",
-        )
-    return train, test
-
-
 def train_and_evaluate(
     spec_text: str,
     trial_dir,
     *,
-    data: str,
+    train: str,
+    val: str,
+    format: str | None = None,
+    root: str | None = None,
     steps: int = 20,
     batch: int = 8,
     lr: float = 0.05,
@@ -73,14 +63,16 @@ def train_and_evaluate(
     backend: str = "torch",
     clips: int = 2,
 ) -> dict:
-    """Train a candidate for `steps` steps and return its video top-1 on the test split."""
+    """Train a candidate for `steps` steps on `train` and return its video top-1 on `val`.
+
+    `train` and `val` are what `csnspec train --train/--val` take (with `format` and `root`).
+    """
     from ..data.transforms import ClipOptions
     from ..parse import parse
     from ..train.config import TrainConfig
     from ..train.eval_run import EvalConfig, evaluate
-    from ..train.trainer import train
+    from ..train.trainer import train as run_training
 
-    train_csv, test_csv = splits(data)
     net = parse(spec_text)
     _, frames, crop, width = net.input
     if width != crop:
@@ -107,10 +99,12 @@ def train_and_evaluate(
         clips=clips,
         crops=1,
     )
-    summary = train(
+    summary = run_training(
         TrainConfig(
             spec=str(spec_path),
-            train=str(train_csv),
+            train=train,
+            format=format,
+            root=root,
             out=str(run),
             backend=backend,
             seed=seed,
@@ -130,7 +124,9 @@ def train_and_evaluate(
         EvalConfig(
             spec=str(spec_path),
             weights=str(run / "model.safetensors"),
-            data=str(test_csv),
+            data=val,
+            format=format,
+            root=root,
             backend=backend,
             opts=opts,
             workers=workers,

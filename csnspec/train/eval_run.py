@@ -24,6 +24,7 @@ class EvalConfig:
     weights: str
     data: str
     backend: str = "torch"
+    format: str | None = None  # one of csnspec.data.formats.FORMATS (detected when None)
     root: str | None = None
     classes: str | None = None  # classes.json; default: beside the weights, else the data's
     opts: ClipOptions = field(default_factory=ClipOptions)
@@ -65,7 +66,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     check_clip(net, cfg.opts.frames, cfg.opts.crop, "eval", cfg.spec)
     if cfg.opts.test_scale < cfg.opts.crop:
         raise CsnError(f"--test-scale {cfg.opts.test_scale} is smaller than --crop {cfg.opts.crop}")
-    index = open_index(cfg.data, cfg.root, find_classes(cfg))
+    index = open_index(cfg.data, cfg.root, find_classes(cfg), format=cfg.format)
     net = net.with_input(classes=len(index.classes))
     weights = load_weights(cfg.weights, allow_nonfinite=cfg.allow_nonfinite)
     seen = dict(index.skipped)
