@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -242,8 +243,30 @@ def eval_json(trial, synth, crop: int) -> dict:
     return json.loads(out.getvalue())
 
 
-def _trained_search(tmp_path, synth, executor: str, extra=(), resume: bool = False):
+def _csv_data(synth) -> dict:
+    """The synthetic dataset's own `path,label` lists."""
+    return {"train": synth / "train.csv", "val": synth / "test.csv", "format": "csv"}
+
+
+def _mmaction_data(tmp_path, synth) -> dict:
+    """The same videos through MMAction2 lists (`path index`) kept in another folder, so that
+    the trials find the videos only through --root."""
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    classes = json.loads((synth / "classes.json").read_text())
+    shutil.copy(synth / "classes.json", lists / "classes.json")
+    out = {"format": "mmaction", "root": synth}
+    for split, name in (("train", "train"), ("val", "test")):
+        rows = csv.reader((synth / f"{name}.csv").read_text().splitlines())
+        listed = "".join(f"{path} {classes.index(label)}\n" for path, label in rows)
+        (lists / f"{name}.txt").write_text(listed)
+        out[split] = lists / f"{name}.txt"
+    return out
+
+
+def _trained_search(tmp_path, synth, executor: str, data: dict, extra=(), resume: bool = False):
     out = tmp_path / executor
+    flags = [x for key, value in data.items() for x in (f"--{key}", str(value))]
     args = [
         "search",
         str(SPACES / "tiny-trained.space"),
@@ -251,12 +274,7 @@ def _trained_search(tmp_path, synth, executor: str, extra=(), resume: bool = Fal
         str(out),
         "--objective",
         "trained",
-        "--train",
-        str(synth / "train.csv"),
-        "--val",
-        str(synth / "test.csv"),
-        "--format",
-        "csv",
+        *flags,
         "--strategy",
         "random",
         "--trials",
@@ -291,9 +309,9 @@ def _trained_search(tmp_path, synth, executor: str, extra=(), resume: bool = Fal
         assert r["metrics"]["clip_top1"] == again["clip_top1"]
     # search.json records where the data came from, as absolute paths (trials may run elsewhere)
     options = json.loads((out / "search.json").read_text())["trained_options"]
-    assert options["train"] == str((synth / "train.csv").resolve())
-    assert options["val"] == str((synth / "test.csv").resolve())
-    assert options["format"] == "csv" and "root" not in options
+    for key in ("train", "val", "root"):
+        assert options.get(key) == (str(Path(data[key]).resolve()) if key in data else None)
+    assert options["format"] == data["format"]
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert plots == [
         "accuracy_vs_flops.png",
@@ -305,7 +323,7 @@ def _trained_search(tmp_path, synth, executor: str, extra=(), resume: bool = Fal
 
 def test_trained_search_on_synthetic_videos_in_process(tmp_path, synth):
     pytest.importorskip("torch")
-    _trained_search(tmp_path, synth, "local", resume=True)
+    _trained_search(tmp_path, synth, "local", _csv_data(synth), resume=True)
 
 
 def test_trained_search_on_a_local_ray_instance(tmp_path, synth):
@@ -313,7 +331,8 @@ def test_trained_search_on_a_local_ray_instance(tmp_path, synth):
     pytest.importorskip(
         "ray.tune", reason="Ray Tune is not installed (pip install 'csnspec[search]')"
     )
-    _trained_search(tmp_path, synth, "ray", ["--ray-cpus", "2"])
+    data = _mmaction_data(tmp_path, synth)
+    _trained_search(tmp_path, synth, "ray", data, ["--ray-cpus", "2"])
 
 
 def test_store_ignores_a_record_torn_by_a_kill(tmp_path):
