@@ -335,6 +335,21 @@ def test_trained_search_on_a_local_ray_instance(tmp_path, synth):
     _trained_search(tmp_path, synth, "ray", data, ["--ray-cpus", "2"])
 
 
+def test_resuming_on_other_videos_is_refused(tmp_path, synth, capsys):
+    out = tmp_path / "out"
+    argv = ["search", str(SPACES / "tiny-trained.space"), "--out", str(out), "--objective",
+            "trained", "--objective-fn", STANDIN, "--executor", "local", "--no-plots",
+            "--train", str(synth / "train.csv")]  # fmt: skip
+    assert main([*argv, "--val", str(synth / "test.csv")]) == 0
+    options = json.loads((out / "search.json").read_text())["trained_options"]
+    assert options["val"] == str((synth / "test.csv").resolve())  # another objective gets them too
+    capsys.readouterr()
+    assert main([*argv, "--val", str(synth / "train.csv"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "another --val" in err and "hint: resume with --val as it was" in err
+    assert main([*argv, "--val", str(synth / "test.csv"), "--resume"]) == 0
+
+
 def test_store_ignores_a_record_torn_by_a_kill(tmp_path):
     from csnspec.search.store import Store
 

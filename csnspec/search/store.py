@@ -19,6 +19,7 @@ from ..errors import CsnError
 RESULTS = "results.jsonl"
 STARTED = "started.jsonl"
 META = "search.json"
+DATA_OPTIONS = ("train", "val", "format", "root")  # the trained objective's dataset options
 
 
 class Store:
@@ -137,6 +138,16 @@ def check_meta(out_dir, meta: dict, *, resume: bool) -> None:
                         f"({old.get(field)!s:.40} there, {meta.get(field)!s:.40} now)",
                         filename=str(out),
                         hint="resume with the same space file and --objective, or give another --out",
+                    )
+            # scores on other videos are not comparable: the data flags must agree too
+            was, now = old.get("trained_options") or {}, meta.get("trained_options") or {}
+            for key in DATA_OPTIONS:
+                if was.get(key) != now.get(key):
+                    raise CsnError(
+                        f"the folder holds a search with another --{key} "
+                        f"({was.get(key)} there, {now.get(key)} now)",
+                        filename=str(out),
+                        hint=f"resume with --{key} as it was, or give another --out",
                     )
     elif has_results and not resume:
         raise CsnError(
