@@ -1,5 +1,5 @@
-"""The dataset flags, defined once: `--train`/`--val` (train, search) and `--data` (eval,
-extract), each with `--format` and `--root`, all read by `csnspec.data.dataset.open_index`."""
+"""The dataset flags, defined once: `--train`/`--val` (train, search), `--data` (eval, extract)
+and SOURCE (data index), each with `--format` and `--root`, all read by `open_index`."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ FORMS = (
 )
 
 
-def _add_format_root(group) -> None:
+def add_format_root(group) -> None:
+    """`--format` and `--root`, as every command that reads a dataset takes them."""
     group.add_argument(
         "--format", choices=FORMATS, help="the dataset format (default: detected from the file)"
     )
     group.add_argument(
-        "--root", help="folder the list's paths are relative to (default: its folder)"
+        "--root",
+        help="folder the videos are in (default: beside the list, or the layout's usual folder)",
     )
 
 
@@ -31,7 +33,7 @@ def add_split_args(
     group = parser.add_argument_group(what)
     group.add_argument("--train", help=f"training videos: {FORMS}")
     group.add_argument("--val", help=val_help)
-    _add_format_root(group)
+    add_format_root(group)
     group.add_argument("--data", help=argparse.SUPPRESS)
     return group
 
@@ -39,7 +41,7 @@ def add_split_args(
 def add_eval_data_args(parser) -> None:
     """`--data` (the videos to evaluate), `--format`, `--root`."""
     parser.add_argument("--data", required=True, help=f"the videos: {FORMS}")
-    _add_format_root(parser)
+    add_format_root(parser)
 
 
 def reject_data(args, command: str) -> None:

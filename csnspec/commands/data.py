@@ -9,8 +9,8 @@ from collections import Counter
 
 
 def register(sub) -> None:
-    from ..data.formats import FORMATS
     from ..data.layouts import LAYOUTS
+    from ._data_args import FORMS, add_format_root
 
     p = sub.add_parser("data", help="synthetic videos and dataset checks")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -40,14 +40,8 @@ def register(sub) -> None:
         description="Read a dataset as training and evaluation would, decode every video "
         "(unless --no-probe) and list each entry skipped, by name, with the reason.",
     )
-    i.add_argument(
-        "source",
-        metavar="SOURCE",
-        help="a folder of class folders, a list file (path,label CSV, Kinetics CSV, MMAction2 "
-        "list, Something-Something JSON) or a dataset folder",
-    )
-    i.add_argument("--root", help="folder the videos are in (default: beside the list)")
-    i.add_argument("--format", choices=FORMATS, help="the dataset's format (default: detected)")
+    i.add_argument("source", metavar="SOURCE", help=FORMS)
+    add_format_root(i)
     i.add_argument("--split", help="the split to read (train, val) where SOURCE holds several")
     i.add_argument("--json", action="store_true", help="print the result as JSON")
     i.add_argument(
