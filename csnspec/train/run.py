@@ -155,6 +155,8 @@ def configure(settings: dict, resume: str | None = None) -> TrainConfig:
 def pretrained_cfg(path) -> dict | None:
     """The preprocessing stored with weights: a csnspec run's own record, else what `weights
     import` wrote (read by `csnspec.weights.metadata` where this build has it), else None."""
+    if not Path(path).is_file():
+        return None  # reported where the weights are loaded, after the spec and device checks
     try:
         meta = checkpoint.read_meta(path)
     except CsnError:
