@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .errors import CsnError
 
@@ -28,15 +27,15 @@ class Exported:
     notes: list[str] = field(default_factory=list)
 
 
-def build_torch_model(low, folder, weights=None, *, allow_nonfinite: bool = False):
+def build_torch_model(low, weights=None, *, allow_nonfinite: bool = False):
     """The generated PyTorch model of `low` in eval mode, with `weights` (a .safetensors file
-    keyed by op names, or a training checkpoint) loaded if given. Its source is written to
-    `folder`, which must outlive the model's scripting (TorchScript reads the source)."""
+    keyed by op names, or a training checkpoint) loaded if given. The module is imported in
+    memory (`csnspec.backends.load_module`), its source where TorchScript can read it."""
+    from .backends import load_module
     from .train.torch_eval import load_into
-    from .verify import load_generated
     from .weights.io import read_safetensors
 
-    module = load_generated(low, "torch", Path(folder))
+    module = load_module(low, "torch")
     model = module.build(low.spec.classes)
     if weights is not None:
         arrays, _, _ = read_safetensors(weights, allow_nonfinite=allow_nonfinite, prefix="model.")

@@ -1,9 +1,8 @@
 """Pooled feature vectors of videos: one per video, averaged over its test views.
 
 The views are `csnspec eval`'s (csnspec.data.dataset.EvalViews: `clips` clips x `crops` crops,
-same sampling); the feature of a view is the input of the classifier (`head.fc`), i.e. the
-head's pooled vector, taken with a forward pre-hook until generated models have
-`forward_features`. The output is one safetensors file, written atomically:
+same sampling); the feature of a view is the generated model's `forward_features`, the pooled
+vector the classifier reads. The output is one safetensors file, written atomically:
 
     features  (videos, num_features) float32
     labels    (videos,) int64
@@ -14,7 +13,6 @@ head's pooled vector, taken with a forward pre-hook until generated models have
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,23 +34,6 @@ class ExtractConfig:
     workers: int = 2
     progress: bool = True
     allow_nonfinite: bool = False
-
-
-def features_of(model):
-    """A function clips (N, 3, T, H, W) -> (N, F) pooled features of a generated model."""
-    import torch
-
-    if hasattr(model, "forward_features"):
-        return model.forward_features
-    seen = []
-    model.head.fc.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
-
-    def run(x):
-        seen.clear()
-        model(x)
-        return seen[0].flatten(1) if seen else torch.empty(0)
-
-    return run
 
 
 def extract(cfg: ExtractConfig) -> dict:
@@ -79,28 +60,26 @@ def extract(cfg: ExtractConfig) -> dict:
     views = cfg.opts.views
     check_fits(low, usage=INFER, batch=cfg.batch * views, what="extract", filename=cfg.spec)
     rows, labels, paths, skipped = [], [], [], dict(index.skipped)
-    with tempfile.TemporaryDirectory(prefix="csnspec-extract-") as tmp:
-        model = build_torch_model(low, tmp, cfg.weights, allow_nonfinite=cfg.allow_nonfinite)
-        feats = features_of(model)
-        chunks = [
-            list(range(i, min(i + cfg.batch, len(index)))) for i in range(0, len(index), cfg.batch)
-        ]
-        bar = tqdm(total=len(index), disable=not cfg.progress, desc="extract", unit="video")
-        batches = threaded_batches(
-            EvalViews(index, cfg.opts), chunks, cfg.workers, collate_fn=collate
-        )
-        for chunk, batch in zip(chunks, batches, strict=True):
-            bad = {s.name for s in batch.skipped}
-            skipped.update({s.name: s.reason for s in batch.skipped})
-            if len(batch):
-                b, v = batch.x.shape[:2]
-                with torch.no_grad():
-                    f = feats(torch.from_numpy(batch.x.reshape(b * v, *batch.x.shape[2:])))
-                rows.append(f.reshape(b, v, -1).mean(1).numpy())
-                labels.append(batch.y)
-                paths += [index.videos[i][0] for i in chunk if index.videos[i][0] not in bad]
-            bar.update(len(chunk))
-        bar.close()
+    model = build_torch_model(low, cfg.weights, allow_nonfinite=cfg.allow_nonfinite)
+    chunks = [
+        list(range(i, min(i + cfg.batch, len(index)))) for i in range(0, len(index), cfg.batch)
+    ]
+    bar = tqdm(total=len(index), disable=not cfg.progress, desc="extract", unit="video")
+    batches = threaded_batches(EvalViews(index, cfg.opts), chunks, cfg.workers, collate_fn=collate)
+    for chunk, batch in zip(chunks, batches, strict=True):
+        bad = {s.name for s in batch.skipped}
+        skipped.update({s.name: s.reason for s in batch.skipped})
+        if len(batch):
+            b, v = batch.x.shape[:2]
+            with torch.no_grad():
+                f = model.forward_features(
+                    torch.from_numpy(batch.x.reshape(b * v, *batch.x.shape[2:]))
+                )
+            rows.append(f.reshape(b, v, -1).mean(1).numpy())
+            labels.append(batch.y)
+            paths += [index.videos[i][0] for i in chunk if index.videos[i][0] not in bad]
+        bar.update(len(chunk))
+    bar.close()
     if not rows:
         raise CsnError("no video could be read", filename=str(cfg.data))
     features = np.concatenate(rows).astype(np.float32)

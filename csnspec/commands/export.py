@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import tempfile
 
 from ..errors import CsnError
 
@@ -49,9 +48,8 @@ def run(args) -> int:
             raise CsnError(f"--input {args.input!r}: {err}") from None
     low = lower(net)
     check_fits(low, usage=INFER, batch=args.batch, what="export", filename=args.spec)
-    with tempfile.TemporaryDirectory(prefix="csnspec-export-") as tmp:
-        model = build_torch_model(low, tmp, args.weights, allow_nonfinite=args.allow_nonfinite)
-        result = export_model(model, args.format, low.input_shape, batch=args.batch)
+    model = build_torch_model(low, args.weights, allow_nonfinite=args.allow_nonfinite)
+    result = export_model(model, args.format, low.input_shape, batch=args.batch)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     shape = "x".join(map(str, result.input_shape))
