@@ -18,6 +18,12 @@ def register(sub) -> None:
         "--out-dir", metavar="DIR", help="output folder (default: generated/<backend>)"
     )
     p.add_argument(
+        "--depthwise",
+        metavar="IMPL",
+        help="how depthwise convs run by default: auto (the fastest for the device, the "
+        "default), native, or a fast path (torch: cpu, triton; flax: see its kernels)",
+    )
+    p.add_argument(
         "--check",
         action="store_true",
         help="exit 1 if a file on disk differs from what would be written",
@@ -28,9 +34,14 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..atomic import write_text
     from ..backends import module_name, render
+    from ..backends.emit import check_depthwise
     from ..lowering import lower
     from ..parse import load
 
+    try:
+        check_depthwise(args.backend, args.depthwise)
+    except CsnError as err:
+        raise err.located(None, "--depthwise") from None
     if args.output and len(args.files) != 1:
         raise CsnError("-o takes one spec; use --out-dir for several")
     out_dir = Path(args.out_dir or f"generated/{args.backend}")
@@ -38,12 +49,16 @@ def run(args) -> int:
     outputs: dict[Path, tuple[str, str]] = {}
     for path in args.files:
         net = load(path)
-        target = Path(args.output) if args.output else out_dir / module_name(net)
+        try:
+            name = module_name(net)
+        except CsnError as err:
+            raise err.located(None, path) from None
+        target = Path(args.output) if args.output else out_dir / name
         if target in outputs:
             raise CsnError(
                 f"{path} and {outputs[target][0]} both name network '{net.name}' ({target})"
             )
-        outputs[target] = (path, render(lower(net), args.backend))
+        outputs[target] = (path, render(lower(net), args.backend, depthwise=args.depthwise))
     if args.check:
         stale = [
             t
