@@ -31,3 +31,25 @@ def header_imports(name: str) -> list[str]:
     text = resources.files(__package__).joinpath(f"{name}.py").read_text(encoding="utf-8")
     head = text.partition(INLINE_MARKER)[0]
     return [line for line in head.splitlines() if line.startswith(("import ", "from "))]
+
+
+def inline_module(*names: str, module_name: str = "csnspec_inline_kernels"):
+    """A module built the way a generated module holds the kernels: header imports, then each text.
+
+    `inline_module("torch_depthwise", "triton_depthwise")` is what a generated PyTorch module carries.
+    """
+    import linecache
+    import sys
+    import types
+
+    imports = []
+    for name in names:
+        imports += [line for line in header_imports(name) if line not in imports]
+    source = "\n".join(imports) + "\n\n" + "\n\n".join(inline_source(name) for name in names)
+    module = types.ModuleType(module_name)
+    module.__file__ = f"<{module_name}>"
+    # TorchScript reads a class's source through linecache, and looks modules up in sys.modules
+    linecache.cache[module.__file__] = (len(source), None, source.splitlines(True), module.__file__)
+    sys.modules[module_name] = module
+    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own text
+    return module

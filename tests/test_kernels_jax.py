@@ -1,0 +1,128 @@
+"""The JAX depthwise conv3d implementations against `lax.conv_general_dilated(feature_group_count=C)`."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from csnspec.kernels import inline_module, inline_source
+from csnspec.kernels import jax_depthwise as jdw
+
+# (kernel, strides, padding) of every depthwise conv the IR produces, plus odd strides and paddings
+CASES = [
+    ((3, 3, 3), (1, 1, 1), ((1, 1),) * 3),
+    ((3, 3, 3), (2, 2, 2), ((1, 1),) * 3),
+    ((3, 3, 3), (1, 2, 2), ((1, 1),) * 3),
+    ((3, 3, 3), (2, 1, 1), ((1, 1),) * 3),
+    ((1, 3, 3), (1, 1, 1), ((0, 0), (1, 1), (1, 1))),
+    ((1, 3, 3), (1, 2, 2), ((0, 0), (1, 1), (1, 1))),
+    ((3, 1, 1), (1, 1, 1), ((1, 1), (0, 0), (0, 0))),
+    ((3, 1, 1), (2, 1, 1), ((1, 1), (0, 0), (0, 0))),
+    ((3, 3, 3), (1, 1, 1), ((0, 0),) * 3),
+    ((3, 3, 3), (2, 2, 2), ((0, 1), (2, 0), (1, 2))),
+]
+
+
+def reference(x, kernel, strides, padding, cotangent):
+    """Output and both gradients of XLA's grouped convolution, in float64 on numpy inputs."""
+    with jax.enable_x64():
+        x64, k64 = jnp.asarray(x, jnp.float64), jnp.asarray(kernel, jnp.float64)
+        native = lambda x, k: jdw._native_depthwise(x, k, strides, padding)
+        y, vjp = jax.vjp(native, x64, k64)
+        gx, gk = vjp(jnp.asarray(cotangent, jnp.float64))
+        return np.asarray(y), np.asarray(gx), np.asarray(gk)
+
+
+def check(impl, shape, kernel_size, strides, padding, dtype=jnp.float32, rtol=1e-5, seed=0):
+    rng = np.random.default_rng(seed)
+    n, c, t, h, w = shape
+    x = rng.standard_normal((n, t, h, w, c)).astype(np.float32)
+    kernel = rng.standard_normal((*kernel_size, 1, c)).astype(np.float32)
+    fn = lambda x, k: jdw.depthwise_conv3d(x, k, strides, padding, impl)
+    y, vjp = jax.vjp(jax.jit(fn), jnp.asarray(x, dtype), jnp.asarray(kernel, dtype))
+    cotangent = rng.standard_normal(y.shape).astype(np.float32)
+    gx, gk = vjp(jnp.asarray(cotangent, dtype))
+    want = reference(x, kernel, strides, padding, cotangent)
+    for got, ref in zip((y, gx, gk), want):
+        assert got.dtype == dtype
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(
+            np.asarray(got, np.float64), ref, rtol=rtol, atol=rtol * np.abs(ref).max()
+        )
+
+
+@pytest.mark.parametrize("kernel,strides,padding", CASES)
+def test_shift_matches_native(kernel, strides, padding):
+    check("shift", (2, 3, 5, 7, 6), kernel, strides, padding)
+
+
+@pytest.mark.parametrize("impl", ["auto", "native"])
+def test_auto_and_native_match_the_reference(impl):
+    check(impl, (1, 2, 4, 5, 5), (3, 3, 3), (1, 2, 2), ((1, 1),) * 3)
+
+
+def test_bfloat16_sums_in_float32():
+    check("shift", (1, 4, 3, 6, 6), (3, 3, 3), (1, 1, 1), ((1, 1),) * 3, jnp.bfloat16, rtol=2e-2)
+
+
+def test_unsupported_padding_runs_the_native_convolution():
+    x = jnp.ones((1, 4, 5, 5, 2))
+    kernel = jnp.ones((3, 3, 3, 1, 2))
+    cropped = (
+        (-1, 0),
+        (1, 1),
+        (1, 1),
+    )  # negative padding crops: the shifted form does not handle it
+    got = jdw.depthwise_conv3d(x, kernel, 1, cropped, "shift")
+    assert jnp.array_equal(got, jdw._native_depthwise(x, kernel, (1, 1, 1), cropped))
+
+
+def test_unknown_impl_names_the_choices():
+    with pytest.raises(ValueError, match="auto, native, shift"):
+        jdw.depthwise_conv3d(jnp.ones((1, 3, 3, 3, 2)), jnp.ones((3, 3, 3, 1, 2)), 1, 1, "fast")
+    with pytest.raises(ValueError, match="auto, native, shift"):
+        jdw.DepthwiseConv(2, 3, 1, 1, impl="fast", rngs=nnx.Rngs(0))
+
+
+def test_module_holds_the_kernel_nnx_conv_holds():
+    conv = nnx.Conv(
+        6, 6, (3, 3, 3), (1, 2, 2), padding=((1, 1),) * 3, feature_group_count=6, use_bias=False,
+        rngs=nnx.Rngs(0),
+    )  # fmt: skip
+    fast = jdw.DepthwiseConv(6, (3, 3, 3), (1, 2, 2), ((1, 1),) * 3, rngs=nnx.Rngs(0))
+    conv_state, fast_state = nnx.state(conv), nnx.state(fast)
+    assert (
+        set(dict(nnx.to_flat_state(fast_state)))
+        == set(dict(nnx.to_flat_state(conv_state)))
+        == {("kernel",)}
+    )
+    # the same shape and the same default initialisation from the same seed
+    np.testing.assert_array_equal(fast.kernel[...], conv.kernel[...])
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 3, 5, 5, 6)), jnp.float32)
+    np.testing.assert_allclose(fast(x), conv(x), rtol=1e-5, atol=1e-5)
+    fast.impl = "native"
+    np.testing.assert_allclose(fast(x), conv(x), rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=10)  # each example compiles two programs
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 3),
+    t=st.integers(1, 4),
+    hw=st.integers(1, 6),
+    kernel=st.sampled_from([(3, 3, 3), (1, 3, 3), (3, 1, 1)]),
+    strides=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 2)),
+)
+def test_property_shift_matches_native(n, c, t, hw, kernel, strides):
+    padding = tuple((k // 2, k // 2) for k in kernel)
+    check("shift", (n, c, t, hw, hw + 1), kernel, strides, padding)
+
+
+def test_inline_text_is_standalone():
+    text = inline_source("jax_depthwise")
+    assert "csnspec" not in text.replace("# csnspec:", "")
+    module = inline_module("jax_depthwise", module_name="kernels_jax_only")
+    assert module.JAX_DEPTHWISE_IMPLS == ("auto", "native", "shift")
