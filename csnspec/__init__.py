@@ -12,7 +12,18 @@ __version__ = "0.1.0"
 from .errors import CsnError
 from .parse import load, parse
 
-__all__ = ["CsnError", "__version__", "analyse", "format_spec", "load", "lower", "parse", "stats"]
+__all__ = [
+    "CsnError",
+    "__version__",
+    "analyse",
+    "create_model",
+    "format_spec",
+    "list_models",
+    "load",
+    "lower",
+    "parse",
+    "stats",
+]
 
 
 def lower(net):
@@ -39,3 +50,17 @@ def format_spec(net) -> str:
     from .printer import format_spec as _format
 
     return _format(net)
+
+
+def create_model(name_or_path_or_spec, **options):
+    """A ready model of a shipped spec, a .csn file or a Network (see `csnspec.models`)."""
+    from .models import create_model as _create
+
+    return _create(name_or_path_or_spec, **options)
+
+
+def list_models() -> list[str]:
+    """The shipped models `create_model` takes."""
+    from .models import list_models as _list
+
+    return _list()

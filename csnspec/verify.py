@@ -60,7 +60,7 @@ class Row:
 
     @property
     def tol(self) -> float:
-        return GRAD_TOL if self.check == "grad" else FORWARD_TOL
+        return GRAD_TOL if self.check in ("grad", "impl-grad") else FORWARD_TOL
 
     @property
     def status(self) -> str:
@@ -319,7 +319,9 @@ def compare(net, *, input_shape=None, seed: int = 0, batch: int = 2, jit: bool =
 
     `input_shape` (C, T, H, W) replaces the spec's input clip; `batch` >= 2 so train-mode
     BatchNorm has a variance. `jit=False` runs the Flax model op by op (much slower: every
-    op is dispatched, and compiled, on its own)."""
+    op is dispatched, and compiled, on its own). Both models run their depthwise convs with
+    "auto" (the fast paths); rows "impl" and "impl-grad" compare each fast path with the
+    native call within one framework."""
     import torch
 
     from .backends import load_module
@@ -367,7 +369,80 @@ def compare(net, *, input_shape=None, seed: int = 0, batch: int = 2, jit: bool =
         if _closest_to_kink(copy.deepcopy(tm), x) > KINK_MARGIN:
             break
         result.redraws += 1
+    # a fast path's float32 rounding is amplified as much as Flax's: the same floors apply
+    floors = {
+        "impl": max(r.floor for r in result.rows if r.check == "train" and r.name == "logits"),
+        "impl-grad": max(r.floor for r in result.rows if r.check == "grad"),
+    }
+    result.rows += _impl_rows(tmod, fmod, low, before, x, w, seed, floors)
     return result
+
+
+# -- each depthwise implementation against the native call ----------------------------------
+
+
+def _fast_impls(module, names: str) -> list[str]:
+    """The module's fast depthwise implementations that can run here ("auto" picks one of
+    them; "native" is the reference), or none when the module has no depthwise conv."""
+    impls = getattr(module, names, ())
+    fast = [i for i in impls if i not in ("auto", "native")]
+    if "triton" in fast and not module.torch.cuda.is_available():
+        fast.remove("triton")
+    return fast
+
+
+def _impl_rows(tmod, fmod, low: LoweredNetwork, before, x, w, seed: int, floors) -> list[Row]:
+    """Rows "impl": each fast path's logits and gradients against the native call's, in the
+    same framework, same weights and clip (train mode, where BatchNorm uses batch statistics);
+    `floors`: PyTorch's float32-vs-float64 measure of the train logits and of the gradients."""
+    import torch
+
+    from .weights.convert import flax_model, torch_to_flax
+
+    def torch_run(impl):
+        model = tmod.build()
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in before.items()})
+        model.set_depthwise(impl)
+        model.train()
+        out = model(torch.from_numpy(x))
+        (out * torch.from_numpy(w)).sum().backward()
+        grads = {k: p.grad.numpy() for k, p in model.named_parameters()}
+        return {"logits": out.detach().numpy()}, grads
+
+    def flax_run(impl):
+        from flax import nnx
+
+        model = flax_model(fmod.build, torch_to_flax(before, low), seed=seed)
+        model.set_depthwise(impl)
+        model.train()
+
+        def loss(m):
+            logits = m(fmod.from_torch_layout(x))
+            return (logits * w).sum(), logits
+
+        grads, logits = nnx.grad(loss, has_aux=True)(model)
+        flat = {".".join(map(str, p)): np.asarray(v[...]) for p, v in nnx.to_flat_state(grads)}
+        return {"logits": np.asarray(logits)}, flat
+
+    rows = []
+    for backend, module, names, run in (
+        ("torch", tmod, "DEPTHWISE_IMPLS", torch_run),
+        ("flax", fmod, "JAX_DEPTHWISE_IMPLS", flax_run),
+    ):
+        fast = _fast_impls(module, names)
+        if not fast:
+            continue
+        ref_out, ref_grads = run("native")
+        for impl in fast:
+            out, grads = run(impl)
+            for check, ref, got, measure in (
+                ("impl", ref_out, out, _forward_measure),
+                ("impl-grad", ref_grads, grads, _grad_measure),
+            ):
+                max_abs, rel, worst = measure([(n, ref[n], got[n]) for n in ref])
+                name = f"{backend} {impl} vs native"
+                rows.append(Row(check, name, max_abs, rel, floors[check], worst))
+    return rows
 
 
 def _closest_to_kink(model, x) -> float:

@@ -128,3 +128,20 @@ def test_state_paths_and_shapes_are_the_ir_op_names(net, tmp_path_factory):
     for block in low.blocks():  # every block's output shape is the IR's, channels-last
         c, *thw = block.out_shape
         assert blocks[block.name].shape == (2, *thw, c)
+
+
+def test_a_stem_of_max_pools_only_compiles():
+    """Issue 14 item 1: a stem without weights gave an empty __init__ (invalid Python)."""
+    import jax
+    from flax import nnx
+
+    net = csnspec.parse(
+        "network pools\ninput 3x4x16x16\nclasses 3\nstem maxpool 1x3x3 stride=1x2x2\n"
+        "stages ir-csn x [1,1,1,1]\n"
+    )
+    low = csnspec.lower(net)
+    module = load_module(low, "flax")
+    model = nnx.eval_shape(module.build)
+    x = jax.ShapeDtypeStruct((2, *low.input_shape[1:], low.input_shape[0]), "float32")
+    model.eval()
+    assert nnx.eval_shape(lambda m, x: m(x), model, x).shape == (2, *low.output_shape)

@@ -291,3 +291,86 @@ def test_floats_are_printed_with_repr():
     )
     assert "eps=0.001, momentum=0.03)" in text
     assert Path(module_name(csnspec.parse(TINY))).name == "tiny.py"
+
+
+# -- one emitter, two printers ---------------------------------------------------------------
+
+
+def _flax_classes(text: str) -> list[str]:
+    tree = ast.parse(own_code(text))
+    return [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+
+
+@pytest.mark.parametrize("name", ["bottleneck-d", "stem", "NETWORK", "head"])
+def test_both_backends_name_classes_alike(sources, name):
+    for path in SPECS[:6] + [ROOT / "specs" / "mixed-tiny.csn"]:
+        low = csnspec.lower(csnspec.load(path))
+        assert _classes(render(low, "torch")) == _flax_classes(render(low, "flax")), path
+    low = csnspec.lower(csnspec.parse(TINY.replace("tiny", name)))
+    torch_classes, flax_classes = _classes(render(low, "torch")), _flax_classes(render(low, "flax"))
+    assert torch_classes == flax_classes
+    assert torch_classes[-1].endswith("Net")  # never a block class, Stem, Head or NETWORK
+
+
+@pytest.mark.parametrize("name", ["torch", "typing", "jax", "os", "numpy"])
+def test_names_that_shadow_modules_are_refused_alike(name, tmp_path, capsys):
+    net = csnspec.parse(TINY.replace("tiny", name))
+    for backend in ("torch", "flax"):
+        with pytest.raises(csnspec.CsnError, match="shadows the module"):
+            render(csnspec.lower(net), backend)
+    spec = tmp_path / "n.csn"
+    spec.write_text(TINY.replace("tiny", name))
+    assert main(["compile", str(spec), "--out-dir", str(tmp_path)]) == 2
+    assert f"{spec}: error: network name '{name}'" in capsys.readouterr().err
+    assert not (tmp_path / f"{name}.py").exists()
+
+
+def test_a_literal_group_count_becomes_a_class_parameter():
+    text = TINY.replace(
+        "stages ir-csn x [1,1,1,1]",
+        "stage simple-G g=2 x 1 width=16\nstage simple-G g=4 x 1 width=32 stride=1x2x2",
+    )
+    low = csnspec.lower(csnspec.parse(text))
+    for backend in ("torch", "flax"):
+        source = render(low, backend)
+        assert _flax_classes(source).count("SimpleGBlock") == 1, backend
+        call = "groups=groups" if backend == "torch" else "feature_group_count=groups"
+        assert "groups: int" in source and call in source, backend
+
+
+def test_modules_without_depthwise_convs_carry_no_kernels(sources):
+    assert (
+        "DepthwiseConv3d" not in sources["resnet3d50"] and "import os" not in sources["resnet3d50"]
+    )
+    flax = render(csnspec.lower(csnspec.load(ROOT / "specs" / "resnet3d50.csn")), "flax")
+    assert "DepthwiseConv" not in flax and "jax_depthwise" not in flax
+
+
+def test_compile_fixes_the_depthwise_default_and_states_it(tmp_path, capsys):
+    spec = str(ROOT / "specs" / "ircsn50.csn")
+    out = tmp_path / "m.py"
+    assert main(["compile", spec, "--depthwise", "native", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert 'DEPTHWISE = "native"' in text and "depthwise     native" in text
+    assert main(["compile", spec, "--backend", "flax", "--depthwise", "shift", "-o", str(out)]) == 0
+    assert 'DEPTHWISE = "shift"' in out.read_text()
+    capsys.readouterr()
+    assert main(["compile", spec, "--depthwise", "fast", "-o", str(tmp_path / "x.py")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("--depthwise: error:") and "auto, native, cpu, triton" in err
+    assert not (tmp_path / "x.py").exists()
+
+
+def test_load_module_policy():
+    from csnspec.backends import load_module
+
+    low = csnspec.lower(csnspec.parse(TINY))
+    a, b = load_module(low, "torch"), load_module(low, "torch")
+    assert a is not b and a.__name__ == b.__name__  # fresh module, one deterministic name
+    assert sys.modules[a.__name__] is b
+    assert a.__name__.startswith("csnspec_generated_torch_tiny_")
+    native = load_module(low, "torch", depthwise="native")
+    assert native.__name__ != a.__name__ and native.DEPTHWISE == "native"
+    import inspect
+
+    assert "class Tiny(" in inspect.getsource(a.Tiny)  # what TorchScript reads

@@ -25,6 +25,9 @@ def test_verify_passes_on_a_shipped_spec(capsys):
         and "PyTorch and Flax agree" in out
         and "FAIL" not in out
     )
+    # every fast depthwise path that runs here, against its framework's native call
+    for row in ("impl       torch cpu vs native", "impl-grad  flax shift vs native"):
+        assert f"\n{row}  " in out
 
 
 def test_verify_fails_on_a_perturbed_weight_and_names_the_block(monkeypatch, capsys):

@@ -9,6 +9,7 @@ COMMANDS = (
     "stats",
     "fmt",
     "compile",
+    "list",
     "weights",
     "verify",
     "data",

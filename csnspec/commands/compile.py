@@ -18,6 +18,12 @@ def register(sub) -> None:
         "--out-dir", metavar="DIR", help="output folder (default: generated/<backend>)"
     )
     p.add_argument(
+        "--depthwise",
+        metavar="IMPL",
+        help="how depthwise convs run by default: auto (the fastest for the device, the "
+        "default), native, or a fast path (torch: cpu, triton; flax: see its kernels)",
+    )
+    p.add_argument(
         "--check",
         action="store_true",
         help="exit 1 if a file on disk differs from what would be written",
@@ -28,9 +34,14 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..atomic import check_target, write_text
     from ..backends import module_name, render
+    from ..backends.emit import check_depthwise
     from ..lowering import lower
     from ..parse import load
 
+    try:
+        check_depthwise(args.backend, args.depthwise)
+    except CsnError as err:
+        raise err.located(None, "--depthwise") from None
     if args.output is not None and len(args.files) != 1:
         raise CsnError("-o takes one spec; use --out-dir for several")
     if args.output == "" or args.out_dir == "":
@@ -45,7 +56,11 @@ def run(args) -> int:
     outputs: dict[Path, tuple[str, str]] = {}
     for path in args.files:
         net = load(path)
-        target = Path(args.output) if args.output is not None else out_dir / module_name(net)
+        try:
+            name = module_name(net)
+        except CsnError as err:
+            raise err.located(None, path) from None
+        target = Path(args.output) if args.output is not None else out_dir / name
         if target in outputs:
             raise CsnError(
                 f"{path} and {outputs[target][0]} both name network '{net.name}'",
@@ -53,7 +68,7 @@ def run(args) -> int:
                 hint="give each spec its own network name, or compile them one at a time with -o",
             )
         check_target(target, inputs=args.files)  # --check reads it: the same rules hold
-        outputs[target] = (path, render(lower(net), args.backend))
+        outputs[target] = (path, render(lower(net), args.backend, depthwise=args.depthwise))
     if args.check:
         stale = [
             t

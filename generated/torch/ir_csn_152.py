@@ -39,31 +39,101 @@ DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 
 # -- depthwise convolutions (inlined from csnspec.kernels) ------------------------------
 
-# Depthwise 3D convolution (one filter per channel). Stand-in until the kernels branch lands:
-# every implementation is the native call.
+# Depthwise 3D convolution (one filter per channel), the op CSN is built on.
+#
+# PyTorch's CPU kernel for `F.conv3d(..., groups=C)` on contiguous (N, C, T, H, W) tensors is slow, its
+# backward most of all. oneDNN's depthwise kernels are fast on channels-last memory (N, T, H, W, C), but
+# only some: the forward conv3d is, its backward is not, while the channels-last depthwise conv2d's
+# kernel gradient is. So the "cpu" implementation runs, on channels-last copies: the forward as the
+# conv3d; the input gradient as the same conv3d of the output gradient with the flipped kernel; the
+# kernel gradient as one depthwise conv2d kernel gradient per time tap, the frames of the clips taken
+# as a batch of 2D images. Results come back in the input's memory format. Strided convolutions and
+# 3x1x1 kernels, measured slower this way, run the native kernel.
 
 DEPTHWISE_IMPLS = ("auto", "native", "cpu", "triton")
 
 
-def depthwise_conv3d(x, weight, stride, padding, impl: str = "auto"):
-    """A depthwise 3D convolution of `x` (N, C, T, H, W) with `weight` (C, 1, kt, kh, kw)."""
+def _triple(value) -> tuple[int, int, int]:
+    if isinstance(value, int):
+        return (value, value, value)
+    return (int(value[0]), int(value[1]), int(value[2]))
+
+
+def _check_impl(impl: str) -> None:
     if impl not in DEPTHWISE_IMPLS:
         raise ValueError(
-            f"unknown depthwise implementation {impl!r}; choose one of {DEPTHWISE_IMPLS}"
+            f"unknown depthwise implementation {impl!r}; choose one of {', '.join(DEPTHWISE_IMPLS)}"
         )
-    if (
-        impl == "triton"
-        and not torch.cuda.is_available()
-        and not os.environ.get("TRITON_INTERPRET")
-    ):
-        raise RuntimeError("the triton depthwise implementation needs CUDA")
+
+
+def _native_depthwise(x, weight, stride, padding):
     return F.conv3d(x, weight, None, stride, padding, 1, weight.shape[0])
 
 
-class DepthwiseConv3d(nn.Conv3d):
-    """nn.Conv3d with groups == in == out channels, run by `depthwise_conv3d`."""
+def _triton_entry():
+    """The Triton entry point when this module carries it and Triton can run here, else None."""
+    # The Triton kernels are emitted after this code in the same module, and only where CUDA (or the
+    # Triton interpreter) is in use; a module emitted without them has no such name.
+    if not globals().get("_TRITON", False):
+        return None
+    return globals().get("depthwise_conv3d_triton")
 
-    def __init__(self, channels, kernel_size, stride=1, padding=0, impl: str = "auto"):
+
+def _cpu_supported(x, weight, stride, padding) -> bool:
+    """Whether the channels-last implementation takes this call (otherwise the native call runs)."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+        return False
+    if x.dim() != 5 or weight.dim() != 5 or weight.shape[1] != 1 or weight.shape[0] != x.shape[1]:
+        return False
+    # measured slower than the native call: strided convolutions, 3x1x1 kernels
+    if stride != (1, 1, 1) or weight.shape[3:] == (1, 1):
+        return False
+    return x.numel() > 0 and all(
+        0 <= p < k <= size + 2 * p for size, k, p in zip(x.shape[2:], weight.shape[2:], padding)
+    )
+
+
+def depthwise_conv3d(x, weight, stride, padding, impl: str = "auto") -> torch.Tensor:
+    """`F.conv3d(x, weight, None, stride, padding, groups=C)` for a (C, 1, kt, kh, kw) weight.
+
+    `impl` picks the implementation: "auto" (the fastest correct one for x's device), "native" (PyTorch's
+    own kernel), "cpu" (oneDNN channels-last kernels, see above) or "triton" (CUDA kernels). A call a
+    fast implementation does not handle runs the native kernel instead.
+    """
+    _check_impl(impl)
+    stride, padding = _triple(stride), _triple(padding)
+    if impl == "auto":
+        if x.device.type == "cpu":
+            impl = "cpu"
+        elif x.device.type == "cuda" and _triton_entry() is not None:
+            impl = "triton"
+        else:
+            impl = "native"
+    if impl == "cpu" and _cpu_supported(x, weight, stride, padding):
+        return _ChannelsLastDepthwise.apply(x, weight, padding)
+    if impl == "triton":
+        entry = _triton_entry()
+        if entry is None:
+            raise RuntimeError(
+                "depthwise implementation 'triton' needs a CUDA device and the triton package "
+                "(or TRITON_INTERPRET=1 to run the kernels on the CPU); use 'auto' or 'native' here"
+            )
+        if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError(
+                f"depthwise implementation 'triton' runs on CUDA tensors, not on {x.device.type}"
+            )
+        return entry(x, weight, stride, padding)
+    return _native_depthwise(x, weight, stride, padding)
+
+
+class DepthwiseConv3d(nn.Conv3d):
+    """A depthwise `nn.Conv3d` (groups = channels, no bias) running a fast implementation.
+
+    Parameters and state-dict keys are nn.Conv3d's. `impl` (one of DEPTHWISE_IMPLS) may be changed at any
+    time. TorchScript, tracing, torch.export and torch.compile see the native convolution.
+    """
+
+    def __init__(self, channels: int, kernel_size, stride=1, padding=0, impl: str = "auto"):
         super().__init__(
             channels,
             channels,
@@ -73,6 +143,7 @@ class DepthwiseConv3d(nn.Conv3d):
             groups=channels,
             bias=False,
         )
+        _check_impl(impl)
         self.impl = impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,11 +153,306 @@ class DepthwiseConv3d(nn.Conv3d):
 
     @torch.jit.unused
     def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        # graph capture (torch.compile, torch.export, ONNX export, tracing) records the native call
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return F.conv3d(x, self.weight, None, self.stride, self.padding, 1, self.groups)
         return depthwise_conv3d(x, self.weight, self.stride, self.padding, self.impl)
 
 
-# Triton kernels: a stand-in until the kernels branch lands (no Triton path here).
-_TRITON = False
+def _frame_batches(frames):
+    """(batch index, frames as channels-last 2D images) for a (N, F, H, W, C) run of frames.
+
+    One batch when the frames of all clips are one block of memory; one per clip otherwise (no copy).
+    """
+    n, f, h, w, c = frames.shape
+    if n == 1 or frames.stride(0) == f * frames.stride(1):
+        return [(slice(None), frames.reshape(n * f, h, w, c).permute(0, 3, 1, 2))]
+    return [(i, frames[i].permute(0, 3, 1, 2)) for i in range(n)]
+
+
+class _ChannelsLastDepthwise(torch.autograd.Function):
+    """Stride-1 depthwise conv3d on channels-last memory, with a fast backward.
+
+    Forward: oneDNN's channels-last depthwise conv3d. Input gradient: the same call on the output
+    gradient with the flipped kernel (a stride-1 convolution's transpose). Kernel gradient: one
+    channels-last depthwise conv2d kernel gradient per time tap, the frames of the clips as 2D images.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, padding):
+        # results come back in x's memory format, as from F.conv3d: a contiguous model stays contiguous
+        # (PyTorch's channels-last 1x1x1 convolutions on CPU are slower than its contiguous ones)
+        ctx.layout = (
+            torch.channels_last_3d
+            if x.is_contiguous(memory_format=torch.channels_last_3d)
+            else torch.contiguous_format
+        )
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+        ctx.save_for_backward(x, weight)
+        ctx.padding = padding
+        out = F.conv3d(x, weight, None, 1, padding, 1, weight.shape[0])
+        return out.contiguous(memory_format=ctx.layout)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last_3d)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            flipped_padding = [k - 1 - p for k, p in zip(weight.shape[2:], ctx.padding)]
+            grad_x = F.conv3d(
+                grad, weight.flip(2, 3, 4), None, 1, flipped_padding, 1, weight.shape[0]
+            )
+            grad_x = grad_x.contiguous(memory_format=ctx.layout)
+        if ctx.needs_input_grad[1]:
+            grad_w = _kernel_grad(grad, x, weight, ctx.padding)
+        return grad_x, grad_w, None
+
+
+def _kernel_grad(grad, x, weight, padding):
+    """The kernel gradient of a stride-1 depthwise conv3d, a depthwise conv2d's per time tap."""
+    pixels = x.permute(0, 2, 3, 4, 1)  # (N, T, H, W, C), contiguous
+    grad = grad.permute(0, 2, 3, 4, 1)
+    frames, out_frames = pixels.shape[1], grad.shape[1]
+    grad_w = torch.zeros_like(weight)
+    for tap in range(weight.shape[2]):
+        # output frame t sees input frame t + tap - padding
+        first, end = max(0, padding[0] - tap), min(out_frames, frames + padding[0] - tap)
+        if end <= first:
+            continue
+        shift = tap - padding[0]
+        grad_batches = _frame_batches(grad[:, first:end])
+        x_batches = _frame_batches(pixels[:, first + shift : end + shift])
+        if len(grad_batches) != len(x_batches):  # one side is split per clip: split both
+            grad_batches = [(i, g.permute(0, 3, 1, 2)) for i, g in enumerate(grad[:, first:end])]
+            x_batches = [
+                (i, p.permute(0, 3, 1, 2))
+                for i, p in enumerate(pixels[:, first + shift : end + shift])
+            ]
+        tap_weight = weight[:, :, tap].contiguous()
+        for (_, g), (_, images) in zip(grad_batches, x_batches):
+            grad_w[:, :, tap] += torch.ops.aten.convolution_backward(
+                g,
+                images,
+                tap_weight,
+                None,
+                (1, 1),
+                padding[1:],
+                (1, 1),
+                False,
+                (0, 0),
+                weight.shape[0],
+                (False, True, False),
+            )[1]
+    return grad_w
+
+
+# Triton kernels for the depthwise conv3d on CUDA (forward, input gradient, kernel gradient). Each program
+# works on one block of one (clip, channel) plane; loads are in the tensor's dtype (fp32, bf16 or fp16),
+# sums in fp32. Triton is imported only where it can run: on CUDA, or under TRITON_INTERPRET=1 (tests).
+
+_TRITON = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+if _TRITON:
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        _TRITON = False
+
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_TRITON_BLOCK = 1024
+
+if _TRITON:
+
+    @triton.jit
+    def _depthwise_forward_kernel(
+        x_ptr, w_ptr, y_ptr, C, T, H, W, TO, HO, WO,
+        sxn, sxc, sxt, sxh, sxw,
+        ST: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+        PT: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+        KT: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        plane = tl.program_id(0)  # clip * C + channel
+        n = plane // C
+        c = plane % C
+        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        inside = offs < TO * HO * WO
+        ow = offs % WO
+        oh = (offs // WO) % HO
+        ot = offs // (WO * HO)
+        x_plane = x_ptr + n.to(tl.int64) * sxn + c.to(tl.int64) * sxc
+        acc = tl.zeros((BLOCK,), dtype=tl.float32)
+        for a in tl.static_range(KT):
+            it = ot * ST + a - PT
+            for b in tl.static_range(KH):
+                ih = oh * SH + b - PH
+                for d in tl.static_range(KW):
+                    iw = ow * SW + d - PW
+                    ok = inside & (it >= 0) & (it < T) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                    v = tl.load(x_plane + it * sxt + ih * sxh + iw * sxw, mask=ok, other=0.0)
+                    tap = tl.load(w_ptr + c * (KT * KH * KW) + (a * KH + b) * KW + d)
+                    acc += v.to(tl.float32) * tap.to(tl.float32)
+        y_plane = y_ptr + plane.to(tl.int64) * (TO * HO * WO)
+        tl.store(y_plane + offs, acc.to(y_ptr.dtype.element_ty), mask=inside)
+
+    @triton.jit
+    def _depthwise_input_grad_kernel(
+        g_ptr, w_ptr, dx_ptr, C, T, H, W, TO, HO, WO,
+        ST: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+        PT: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+        KT: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        # each input element gathers the output elements whose window holds it: no atomics
+        plane = tl.program_id(0)
+        c = plane % C
+        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        inside = offs < T * H * W
+        iw = offs % W
+        ih = (offs // W) % H
+        it = offs // (W * H)
+        g_plane = g_ptr + plane.to(tl.int64) * (TO * HO * WO)
+        acc = tl.zeros((BLOCK,), dtype=tl.float32)
+        for a in tl.static_range(KT):
+            nt = it + PT - a  # = ot * ST when this tap connects them
+            ot = nt // ST
+            ok_t = (nt >= 0) & (nt % ST == 0) & (ot < TO)
+            for b in tl.static_range(KH):
+                nh = ih + PH - b
+                oh = nh // SH
+                ok_h = (nh >= 0) & (nh % SH == 0) & (oh < HO)
+                for d in tl.static_range(KW):
+                    nw = iw + PW - d
+                    ow = nw // SW
+                    ok = inside & ok_t & ok_h & (nw >= 0) & (nw % SW == 0) & (ow < WO)
+                    v = tl.load(g_plane + (ot * HO + oh) * WO + ow, mask=ok, other=0.0)
+                    tap = tl.load(w_ptr + c * (KT * KH * KW) + (a * KH + b) * KW + d)
+                    acc += v.to(tl.float32) * tap.to(tl.float32)
+        dx_plane = dx_ptr + plane.to(tl.int64) * (T * H * W)
+        tl.store(dx_plane + offs, acc.to(dx_ptr.dtype.element_ty), mask=inside)
+
+    @triton.jit
+    def _depthwise_kernel_grad_kernel(
+        x_ptr, g_ptr, part_ptr, C, T, H, W, TO, HO, WO, BLOCKS,
+        ST: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+        PT: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+        KT: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        # one fp32 partial sum per (plane, block, tap), summed afterwards in a fixed order (deterministic)
+        plane = tl.program_id(0)
+        block = tl.program_id(1)
+        offs = block * BLOCK + tl.arange(0, BLOCK)
+        inside = offs < TO * HO * WO
+        ow = offs % WO
+        oh = (offs // WO) % HO
+        ot = offs // (WO * HO)
+        g = tl.load(g_ptr + plane.to(tl.int64) * (TO * HO * WO) + offs, mask=inside, other=0.0)
+        g = g.to(tl.float32)
+        x_plane = x_ptr + plane.to(tl.int64) * (T * H * W)
+        part = part_ptr + (plane.to(tl.int64) * BLOCKS + block) * (KT * KH * KW)
+        for a in tl.static_range(KT):
+            it = ot * ST + a - PT
+            for b in tl.static_range(KH):
+                ih = oh * SH + b - PH
+                for d in tl.static_range(KW):
+                    iw = ow * SW + d - PW
+                    ok = inside & (it >= 0) & (it < T) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                    v = tl.load(x_plane + (it * H + ih) * W + iw, mask=ok, other=0.0)
+                    tl.store(part + (a * KH + b) * KW + d, tl.sum(v.to(tl.float32) * g, axis=0))
+
+
+def _triton_launch_args(weight, stride, padding):
+    """The compile-time arguments of the three kernels: strides, paddings, kernel size, block."""
+    return {
+        "ST": stride[0], "SH": stride[1], "SW": stride[2],
+        "PT": padding[0], "PH": padding[1], "PW": padding[2],
+        "KT": weight.shape[2], "KH": weight.shape[3], "KW": weight.shape[4],
+        "BLOCK": _TRITON_BLOCK,
+    }  # fmt: skip
+
+
+class _TritonDepthwise(torch.autograd.Function):
+    """Depthwise conv3d with Triton kernels for the forward and both gradients."""
+
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding):
+        n, c, t, h, w = x.shape
+        out = [
+            (size + 2 * p - k) // s + 1
+            for size, k, s, p in zip((t, h, w), weight.shape[2:], stride, padding)
+        ]
+        y = x.new_empty((n, c, *out))
+        w_flat = weight.contiguous()
+        grid = (n * c, triton.cdiv(out[0] * out[1] * out[2], _TRITON_BLOCK))
+        _depthwise_forward_kernel[grid](
+            x,
+            w_flat,
+            y,
+            c,
+            t,
+            h,
+            w,
+            *out,
+            *x.stride(),
+            **_triton_launch_args(weight, stride, padding),
+        )
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = stride, padding
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, padding = ctx.stride, ctx.padding
+        n, c, t, h, w = x.shape
+        out = grad.shape[2:]
+        grad = grad.contiguous()
+        args = _triton_launch_args(weight, stride, padding)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.empty((n, c, t, h, w), dtype=x.dtype, device=x.device)
+            grid = (n * c, triton.cdiv(t * h * w, _TRITON_BLOCK))
+            _depthwise_input_grad_kernel[grid](
+                grad, weight.contiguous(), grad_x, c, t, h, w, *out, **args
+            )
+        if ctx.needs_input_grad[1]:
+            blocks = triton.cdiv(out[0] * out[1] * out[2], _TRITON_BLOCK)
+            taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
+            parts = torch.empty((n, c, blocks, taps), dtype=torch.float32, device=x.device)
+            _depthwise_kernel_grad_kernel[(n * c, blocks)](
+                x.contiguous(), grad, parts, c, t, h, w, *out, blocks, **args
+            )
+            grad_w = parts.sum((0, 2)).reshape(weight.shape).to(weight.dtype)
+        return grad_x, grad_w, None, None
+
+
+def depthwise_conv3d_triton(x, weight, stride, padding):
+    """`F.conv3d(x, weight, None, stride, padding, groups=C)` with the Triton kernels.
+
+    Calls the kernels do not handle (other dtypes, mixed dtypes, planes past 2**31 elements) run the
+    native convolution.
+    """
+    stride, padding = tuple(stride), tuple(padding)
+    supported = (
+        _TRITON
+        and x.dim() == 5
+        and weight.dim() == 5
+        and weight.shape[0] == x.shape[1]
+        and weight.shape[1] == 1
+        and x.dtype in _TRITON_DTYPES
+        and weight.dtype == x.dtype
+        and x.numel() > 0
+        and x.numel() < 2**31
+        and all(s >= 1 and 0 <= p for s, p in zip(stride, padding))
+        and all(size + 2 * p >= k for size, k, p in zip(x.shape[2:], weight.shape[2:], padding))
+    )
+    if not supported:
+        return F.conv3d(x, weight, None, stride, padding, 1, weight.shape[0])
+    return _TritonDepthwise.apply(x, weight, stride, padding)
 
 
 # -- the network -----------------------------------------------------------------------

@@ -57,8 +57,11 @@ def conv_call(s: ConvShape) -> tuple[str, list[str]]:
     stride = s.stride.text
     if s.depthwise:
         args = [s.in_channels.text, f"kernel_size={dims(s.kernel)}"]
-        args += [f"strides={stride}", f"padding={dims(s.padding)}", "rngs=rngs"]
-        return "DepthwiseConv", args
+        if stride != "(1, 1, 1)":
+            args.append(f"strides={stride}")
+        if s.padding != (0, 0, 0):
+            args.append(f"padding={dims(s.padding)}")
+        return "DepthwiseConv", [*args, "kernel_init=conv_init", "rngs=rngs"]
     args = [s.in_channels.text, s.out_channels.text, f"kernel_size={dims(s.kernel)}"]
     if stride != "(1, 1, 1)":
         args.append(f"strides={stride}")
