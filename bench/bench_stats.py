@@ -49,11 +49,20 @@ def child_env(pycache: str, csnspec_root: Path = ROOT) -> dict[str, str]:
     return env
 
 
-def cold(cmd: list[str], runs: int, env=None) -> tuple[list[float], list[float]]:
-    """Wall and CPU times of `cmd` in fresh processes (after one warm-up run)."""
-    _timed(cmd, env)  # warm the OS file cache, the bytecode cache and lark's grammar cache
-    walls, cpus = zip(*(_timed(cmd, env) for _ in range(runs)))
-    return list(walls), list(cpus)
+def cold(runs: int, *jobs) -> list[tuple[list[float], list[float]]]:
+    """Wall and CPU times of each (command, environment) job in fresh processes.
+
+    The jobs take turns, run by run, so that a change in the machine's load hits them alike.
+    """
+    for cmd, env in jobs:  # warm the OS file cache, the bytecode cache and lark's grammar cache
+        _timed(cmd, env)
+    times = [([], []) for _ in jobs]
+    for _ in range(runs):
+        for (cmd, env), (walls, cpus) in zip(jobs, times):
+            wall, cpu = _timed(cmd, env)
+            walls.append(wall)
+            cpus.append(cpu)
+    return times
 
 
 def rate(spec: str, seconds: float) -> tuple[float, float]:
@@ -80,14 +89,18 @@ def main() -> int:
     ap.add_argument("--baseline", type=Path, metavar="DIR", help="another checkout to compare")
     args = ap.parse_args()
 
-    stats_cmd = [sys.executable, "-m", "csnspec.cli", "stats", args.spec]
+    # (-P: csnspec comes from PYTHONPATH, see child_env, not from the working folder)
+    stats_cmd = [sys.executable, "-P", "-m", "csnspec.cli", "stats", args.spec]
     with tempfile.TemporaryDirectory(prefix="csnspec-pyc-") as pycache:
-        walls, cpus = cold(stats_cmd, args.runs, child_env(pycache))
-        bare_walls, bare_cpus = cold([sys.executable, "-c", "pass"], args.runs, child_env(pycache))
+        jobs = [
+            (stats_cmd, child_env(pycache)),
+            ([sys.executable, "-c", "pass"], child_env(pycache)),
+        ]
         if args.baseline:
-            base_walls, base_cpus = cold(
-                stats_cmd, args.runs, child_env(pycache, args.baseline.resolve())
-            )
+            jobs.append((stats_cmd, child_env(pycache, args.baseline.resolve())))
+        (walls, cpus), (bare_walls, bare_cpus), *baseline = cold(args.runs, *jobs)
+        if baseline:
+            ((base_walls, base_cpus),) = baseline
     per_s, per_cpu_s = rate(args.spec, args.seconds)
     median = statistics.median
     rows = [
