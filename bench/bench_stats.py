@@ -1,6 +1,12 @@
 """How fast `csnspec stats` is: cold-process wall time and in-process parse+lower+analyse rate.
 
-    python bench/bench_stats.py [--runs 10] [--seconds 3] [SPEC]
+    python bench/bench_stats.py [--runs 10] [--seconds 3] [--baseline DIR] [SPEC]
+
+Cold runs read compiled bytecode, as an installed csnspec does: they keep it in a temporary
+folder (PYTHONPYCACHEPREFIX), which the warm-up run fills even where the environment sets
+PYTHONDONTWRITEBYTECODE (without it every csnspec module is compiled again, some 60-80 ms).
+`--baseline DIR` times the same command with another checkout's csnspec (e.g. `git archive`
+of another branch, unpacked in DIR) in the same run, for a comparison on a loaded machine.
 
 Targets: a cold `csnspec stats specs/ipcsn152.csn` under 0.3 s (median), and at least 200
 fresh parse -> lower -> analyse rounds of ip-CSN-152 per second in one process (plain code
@@ -15,6 +21,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,22 +30,39 @@ COLD_TARGET_S = 0.3
 RATE_TARGET = 200.0
 
 
-def _timed(cmd) -> tuple[float, float]:
+def _timed(cmd, env=None) -> tuple[float, float]:
     """Wall and CPU (user + system) seconds of one subprocess."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     return wall, cpu
 
 
-def cold(cmd: list[str], runs: int) -> tuple[list[float], list[float]]:
-    """Wall and CPU times of `cmd` in fresh processes (after one warm-up run)."""
-    _timed(cmd)  # warm the OS file cache and lark's grammar cache
-    walls, cpus = zip(*(_timed(cmd) for _ in range(runs)))
-    return list(walls), list(cpus)
+def child_env(pycache: str, csnspec_root: Path = ROOT) -> dict[str, str]:
+    """The environment of a timed run: bytecode kept in `pycache`, csnspec from `csnspec_root`."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = pycache
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(csnspec_root), env.get("PYTHONPATH")]))
+    return env
+
+
+def cold(runs: int, *jobs) -> list[tuple[list[float], list[float]]]:
+    """Wall and CPU times of each (command, environment) job in fresh processes.
+
+    The jobs take turns, run by run, so that a change in the machine's load hits them alike.
+    """
+    for cmd, env in jobs:  # warm the OS file cache, the bytecode cache and lark's grammar cache
+        _timed(cmd, env)
+    times = [([], []) for _ in jobs]
+    for _ in range(runs):
+        for (cmd, env), (walls, cpus) in zip(jobs, times):
+            wall, cpu = _timed(cmd, env)
+            walls.append(wall)
+            cpus.append(cpu)
+    return times
 
 
 def rate(spec: str, seconds: float) -> tuple[float, float]:
@@ -62,10 +86,21 @@ def main() -> int:
     ap.add_argument("spec", nargs="?", default="specs/ipcsn152.csn")
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--baseline", type=Path, metavar="DIR", help="another checkout to compare")
     args = ap.parse_args()
 
-    walls, cpus = cold([sys.executable, "-m", "csnspec.cli", "stats", args.spec], args.runs)
-    bare_walls, bare_cpus = cold([sys.executable, "-c", "pass"], args.runs)
+    # (-P: csnspec comes from PYTHONPATH, see child_env, not from the working folder)
+    stats_cmd = [sys.executable, "-P", "-m", "csnspec.cli", "stats", args.spec]
+    with tempfile.TemporaryDirectory(prefix="csnspec-pyc-") as pycache:
+        jobs = [
+            (stats_cmd, child_env(pycache)),
+            ([sys.executable, "-c", "pass"], child_env(pycache)),
+        ]
+        if args.baseline:
+            jobs.append((stats_cmd, child_env(pycache, args.baseline.resolve())))
+        (walls, cpus), (bare_walls, bare_cpus), *baseline = cold(args.runs, *jobs)
+        if baseline:
+            ((base_walls, base_cpus),) = baseline
     per_s, per_cpu_s = rate(args.spec, args.seconds)
     median = statistics.median
     rows = [
@@ -82,6 +117,18 @@ def main() -> int:
             f"{median(bare_walls):.3f} / {median(bare_cpus):.3f}",
             "",
             None,
+        ),
+        *(
+            [
+                (
+                    f"baseline {args.baseline}, wall / CPU (median s)",
+                    f"{median(base_walls):.3f} / {median(base_cpus):.3f}",
+                    "",
+                    None,
+                )
+            ]
+            if args.baseline
+            else []
         ),
         (
             "parse+lower+analyse, in process (per s)",

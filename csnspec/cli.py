@@ -13,21 +13,34 @@ from .errors import CsnError
 EXIT_BAD_INPUT = 2
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; given the chosen `command`, with that command's options only.
+
+    Command modules import what their options need (`weights` reads its checkpoint sources):
+    loading only the chosen one keeps a cold `csnspec stats` fast. Without a known command
+    (no arguments, `--help`, a typo) every command is loaded, so help and errors list them all.
+    """
     p = argparse.ArgumentParser(
         prog="csnspec",
         description="Compile .csn specs of video networks: check, analyse, generate code.",
     )
     p.add_argument("--version", action="version", version=f"csnspec {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in (command,) if command else COMMANDS:
         # a missing command module is a broken install, not bad input: let it raise
         importlib.import_module(f"csnspec.commands.{name}").register(sub)
     return p
 
 
+def chosen_command(argv: list[str]) -> str | None:
+    """The command a command line names first, or None (`--help`, `--version`, a typo)."""
+    # (the top-level options, --help and --version, exit at once: any command after them is moot)
+    return argv[0] if argv and argv[0] in COMMANDS else None
+
+
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser(chosen_command(argv)).parse_args(argv)
     try:
         return args.run(args) or 0
     except CsnError as err:

@@ -267,17 +267,35 @@ def test_python_api(tiny):
     assert csnspec.format_spec(net) == TINY
 
 
-def test_stats_imports_neither_torch_nor_jax():
+def test_stats_imports_neither_torch_nor_jax_nor_other_commands():
+    # a cold `csnspec stats` stays fast (issue 10 item 6): no array library, and of the
+    # commands only `stats` itself (`weights` alone would load the checkpoint importer)
     code = (
         "import sys, io, contextlib\n"
         "from csnspec.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    status = main(['stats', {IPCSN152!r}])\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'jax', 'flax', 'numpy'})\n"
-        "print(status, heavy)\n"
+        "ours = sorted(m for m in sys.modules if m.startswith(('csnspec.commands.', "
+        "'csnspec.weights', 'csnspec.data', 'csnspec.backends', 'csnspec.search')))\n"
+        "print(status, heavy, ours)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout == "0 []\n", out.stderr
+    assert out.stdout == "0 [] ['csnspec.commands.stats']\n", out.stderr
+
+
+def test_help_lists_every_command(capsys):
+    # commands load lazily: only the chosen one, but all of them for help and usage errors
+    from csnspec.commands import COMMANDS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["nope"])
+    refused = capsys.readouterr().err
+    for name in COMMANDS:
+        assert f"\n    {name} " in listed and f"'{name}'" in refused, name
 
 
 def test_a_missing_command_module_fails_loudly(monkeypatch):
