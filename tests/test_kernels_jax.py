@@ -107,7 +107,7 @@ def test_module_holds_the_kernel_nnx_conv_holds():
     np.testing.assert_allclose(fast(x), conv(x), rtol=1e-6, atol=1e-6)
 
 
-@settings(max_examples=10)  # each example compiles two programs
+@settings(max_examples=5)  # each example compiles two programs (seconds each)
 @given(
     n=st.integers(1, 2),
     c=st.integers(1, 3),
