@@ -90,12 +90,12 @@ def _network(spec):
 
 
 def pretrained_cfg(weights) -> dict | None:
-    """The preprocessing a weights file expects (mean, std, frames, crop, ...), from its
-    safetensors metadata: the one place `create_model` fills `model.pretrained_cfg` from.
+    """The preprocessing a weights file expects (mean, std, frames, crop, ...): what `weights
+    import` recorded in its safetensors header, or a csnspec training run's own record; None for
+    a file without either. The one place `create_model` fills `model.pretrained_cfg` from."""
+    from .train.run import pretrained_cfg as recorded
 
-    Hook: `weights import` does not write this metadata yet, so there is nothing to read and
-    the answer is None; when it does, read it here."""
-    return None
+    return recorded(weights)
 
 
 def create_model(

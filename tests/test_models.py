@@ -150,3 +150,10 @@ def test_every_spec_scripts_and_exports(path):
         assert torch.allclose(scripted(x), want, atol=1e-5)
         exported = torch.export.export(model, (x,))
         assert torch.allclose(exported.module()(x), want, atol=1e-5)
+
+
+def test_a_missing_weights_file_is_one_message_about_that_file(tmp_path):
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(csnspec.CsnError) as err:
+        csnspec.create_model(TINY, weights=missing)
+    assert str(err.value).startswith(f"{missing}: error:") and "No such file" in str(err.value)

@@ -614,3 +614,33 @@ def test_mmaction2(mode, tmp_path):
     with torch.no_grad():
         reference = model(x)
     check_logits(csnspec.lower(net), out, tensors, reference, x, tmp_path)
+
+
+def test_create_model_fine_tunes_an_imported_pytorchvideo_checkpoint(tmp_path, capsys):
+    """Issue 11: `create_model(..., num_classes=7, weights=<imported PyTorchVideo file>)` holds
+    every tensor of the checkpoint but the classifier, and the preprocessing PyTorchVideo's
+    Kinetics transforms use (mean 0.45, std 0.225 on 0-1 pixels, hub/csn.py and
+    pytorchvideo/transforms) comes along as `pretrained_cfg`."""
+    depth, layers, clip, window = PTV_CASES[0]
+    model = randomise(
+        create_csn(model_depth=depth, model_num_class=11, stem_pool=nn.MaxPool3d,
+                   head_pool_kernel_size=window),
+        seed=3,
+    )  # fmt: skip
+    checkpoint = tmp_path / "csn.pyth"
+    torch.save({"model_state": model.state_dict()}, checkpoint)
+    head = f"avgpool {'x'.join(map(str, window))}, fc"
+    _, tensors, out = import_via_cli(
+        tmp_path, "pytorchvideo", checkpoint, spec_text("ir-csn", layers, clip, 11, "1e-5", head)
+    )
+    tuned = csnspec.create_model(tmp_path / "net.csn", num_classes=7, weights=out)
+    assert "head.fc.weight" in capsys.readouterr().err  # said what was left out
+    ours = tuned.state_dict()
+    assert ours.keys() == tensors.keys()
+    for key, value in tensors.items():
+        if key.startswith("head.fc."):
+            assert ours[key].shape[0] == 7
+        else:
+            assert ours[key].equal(value), key
+    cfg = tuned.pretrained_cfg
+    assert cfg["mean"] == pytest.approx([0.45] * 3) and cfg["std"] == pytest.approx([0.225] * 3)
