@@ -404,7 +404,9 @@ def _impl_rows(tmod, fmod, low: LoweredNetwork, before, x, w, seed: int, floors)
         model.load_state_dict({k: torch.from_numpy(v) for k, v in before.items()})
         model.set_depthwise(impl)
         model.train()
-        out = model(torch.from_numpy(x))
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)  # the same dropout masks for every implementation
+            out = model(torch.from_numpy(x))
         (out * torch.from_numpy(w)).sum().backward()
         grads = {k: p.grad.numpy() for k, p in model.named_parameters()}
         return {"logits": out.detach().numpy()}, grads
@@ -416,11 +418,15 @@ def _impl_rows(tmod, fmod, low: LoweredNetwork, before, x, w, seed: int, floors)
         model.set_depthwise(impl)
         model.train()
 
-        def loss(m):
-            logits = m(fmod.from_torch_layout(x))
-            return (logits * w).sum(), logits
+        @nnx.jit  # one compile for the whole step: run eagerly, every op compiles on its own
+        def step(m, clip, weights):
+            def loss(m):
+                logits = m(clip)
+                return (logits * weights).sum(), logits
 
-        grads, logits = nnx.grad(loss, has_aux=True)(model)
+            return nnx.grad(loss, has_aux=True)(m)
+
+        grads, logits = step(model, fmod.from_torch_layout(x), w)
         flat = {".".join(map(str, p)): np.asarray(v[...]) for p, v in nnx.to_flat_state(grads)}
         return {"logits": np.asarray(logits)}, flat
 

@@ -207,10 +207,10 @@ def test_data_list_errors_are_labelled_with_the_list(tmp_path):
     from csnspec.data.dataset import open_index
 
     bad = tmp_path / "list.csv"
-    bad.write_text("path,label\nclip.mp4\n")
+    bad.write_text("path,label\nclip.mp4\n")  # a line without a label is skipped (by line)
     with pytest.raises(CsnError) as err:
         open_index(bad)
-    assert str(err.value).startswith(f"{bad}:2: error: expected `path,label`")
+    assert str(err.value).startswith(f"{bad}: error: no usable video (1 entries skipped)")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(CsnError) as err:
