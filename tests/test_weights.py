@@ -80,7 +80,7 @@ def test_check_fit_names_every_problem():
     with pytest.raises(csnspec.CsnError) as info:
         check_fit({"a.weight": np.zeros((3, 2)), "c.bias": np.zeros(1)}, expected, "w do not fit n")
     assert str(info.value) == (
-        "<spec>: error: w do not fit n: missing: b.weight; unexpected: c.bias; "
+        "csnspec: error: w do not fit n: missing: b.weight; unexpected: c.bias; "
         "wrong shape: a.weight (3, 2) (expected (2, 3))"
     )
     check_fit({"a.weight": np.zeros((2, 3)), "b.weight": np.zeros(4)}, expected, "fits")
