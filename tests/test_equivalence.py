@@ -21,7 +21,7 @@ THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 
 
 @settings(
-    max_examples=100 if THOROUGH else 5,
+    max_examples=100 if THOROUGH else 3,
     # Shrinking recompiles JAX at every step (minutes); the failure message already carries
     # the spec text to replay with `csnspec verify`, so the ci profile reports it unshrunk.
     phases=list(Phase) if THOROUGH else [Phase.explicit, Phase.reuse, Phase.generate],
