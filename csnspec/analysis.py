@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork
+from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork, SqueezeExcite
 from .schema import weight_shape
 
 METRICS = ("flops", "params", "bn_params", "interactions", "activations")
@@ -64,6 +64,10 @@ def op_cost(op) -> Cost:
         )
     if isinstance(op, BatchNorm):
         return Cost(bn_params=2 * op.channels, activations=activations)
+    if isinstance(op, SqueezeExcite):
+        # its 1x1x1 convs count as convs (on the pooled map); activations: theirs, the
+        # gate's and the scaled output (the mean and the product cost no multiply-adds)
+        return summed(op_cost(o) for o in op.ops) + Cost(activations=activations)
     return Cost(activations=activations)
 
 
@@ -119,10 +123,13 @@ def analyse(low: LoweredNetwork) -> Report:
     stages: list[Row] = [stem]
     for stage in low.stages:
         rows = []
+        costs: dict[str, Cost] = {}
         for block in stage.blocks:
-            # a block that repeats the one before it (see ops.Block.repeats) costs the same
-            repeated = rows and block.repeats is not None
-            cost = rows[-1].cost if repeated else _ops_cost(block.ops)
+            # a block that repeats an earlier one (see ops.Block.repeats) costs the same
+            cost = costs.get(block.repeats) if block.repeats is not None else None
+            if cost is None:
+                cost = _ops_cost(block.ops)
+            costs[block.name] = cost
             rows.append(Row(block.name, block.family.value, block.out_shape, cost))
         blocks += rows
         stages.append(

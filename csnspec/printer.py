@@ -25,17 +25,29 @@ def _block_options(stage: Stage, after_counts: bool = False) -> list[str]:
     out = []
     for option in BLOCK_OPTIONS:
         value = getattr(stage, option.field)
-        if option.after_counts != after_counts or value is None or value == option.default:
+        if (
+            option.after_counts != after_counts
+            or value is None
+            or value == option.default_for(stage.family)
+        ):
             continue
         if isinstance(value, bool):
             value = "on" if value else "off"
+        elif isinstance(value, float):
+            value = _num(value)
+        elif option.kind == "number-cycle":
+            value = "/".join(_num(v) for v in value)
         out.append(f"{option.key}={value}")
     return out
 
 
 def _stem(net: Network) -> str | None:
     layers = [layer.model_dump() for layer in net.stem]
-    default = [{**d, "padding": tuple(k // 2 for k in d["kernel"])} for d in DEFAULT_STEM]
+    default = [
+        {**d, "padding": tuple(k // 2 for k in d["kernel"])}
+        | ({"groups": 1, "norm": True} if d["kind"] == "conv" else {})
+        for d in DEFAULT_STEM
+    ]
     if layers == default:
         return None
     if not layers:
@@ -49,8 +61,16 @@ def _stem(net: Network) -> str | None:
             words.append(f"stride={_dims(layer.stride)}")
         if tuple(layer.padding) != tuple(k // 2 for k in layer.kernel):
             words.append(f"padding={_dims(layer.padding)}")
+        if layer.kind == "conv" and layer.groups != 1:
+            words.append(f"groups={layer.groups}")
+        if layer.kind == "conv" and not layer.norm:
+            words.append("norm=off")
         items.append(" ".join(words))
     return "stem " + ", ".join(items)
+
+
+def _head_convs(convs) -> list[str]:
+    return [f"conv {_dims(c.kernel)} out={c.out}" + ("" if c.norm else " norm=off") for c in convs]
 
 
 def _stages(net: Network) -> list[str]:
@@ -99,8 +119,11 @@ def format_spec(net: Network) -> str:
     if stem:
         lines.append(stem)
     lines += _stages(net)
-    if net.head.window is not None or net.head.dropout:
-        items = ["avgpool" + (f" {_dims(net.head.window)}" if net.head.window else "")]
+    head = net.head
+    if head.window is not None or head.dropout or head.convs or head.post_convs:
+        items = _head_convs(head.convs)
+        items.append("avgpool" + (f" {_dims(head.window)}" if head.window else ""))
+        items += _head_convs(head.post_convs)
         if net.head.dropout:
             items.append(f"dropout {_num(net.head.dropout)}")
         items.append("fc")

@@ -95,6 +95,8 @@ OTHER_VALUE = {
     "factorize": "2+1d",
     "ip-relu": "on",
     "project": "off",
+    "se": "0.25",
+    "act-b": "swish",
 }
 
 
