@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from csnspec.errors import CsnError
 from csnspec.lowering import lower
-from csnspec.spec import Family, Head, Network, Norm, Stage, StemConv, StemPool
+from csnspec.spec import Family, Head, HeadConv, Network, Norm, Stage, StemConv, StemPool
 
 STRIDES = [(1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 1, 1)]
 # network names; Python keywords (`if`, `in`...) are refused by the spec IR, so never drawn
@@ -35,6 +35,11 @@ def stages_(draw, small: bool):
         if fam.is_bottleneck:
             opts["expansion"] = draw(st.integers(1, 4))
             opts["stride_at"] = draw(st.sampled_from(["middle", "first"]))
+        if fam is Family.X3D:
+            opts["expansion"] = draw(st.sampled_from([1, 2.25, 3.5]))
+        if fam.has_conv_b:  # squeeze-excitation (none, every block, every other) and act-b
+            opts["se"] = draw(st.sampled_from([(0,), (0.25,), (0.0625, 0), (0, 0.5)]))
+            opts["act_b"] = draw(st.sampled_from(["relu", "swish"]))
         if fam is Family.BOTTLENECK_IP:
             opts["ip_relu"] = draw(st.booleans())
         if fam is Family.SIMPLE_D:
@@ -58,9 +63,15 @@ def stages_(draw, small: bool):
 
 @st.composite
 def stems(draw, small: bool):
-    kind = draw(st.sampled_from(["default", "none", "conv", "conv+pool"]))
+    kind = draw(st.sampled_from(["default", "none", "conv", "conv+pool", "x3d"]))
     if kind == "none":
         return ()
+    if kind == "x3d":  # X3D's stem: a spatial conv without BN, then a channel-wise temporal conv
+        out = draw(st.sampled_from([8, 12]))
+        return (
+            StemConv(kernel=(1, 3, 3), out=out, stride=(1, 2, 2), padding=(0, 1, 1), norm=False),
+            StemConv(kernel=(3, 1, 1), out=out, padding=(1, 0, 0), groups=out),
+        )
     out = draw(st.sampled_from([8, 16, 32]))
     if kind == "default" and not small:
         out = 64
@@ -91,8 +102,16 @@ def networks(draw, small: bool = True) -> Network:
             draw(st.integers(16, 224)),
             draw(st.integers(16, 224)),
         )
+    head_convs = st.lists(
+        st.builds(
+            HeadConv, kernel=st.just((1, 1, 1)), out=st.sampled_from([8, 16]), norm=st.booleans()
+        ),
+        max_size=1,
+    ).map(tuple)
     head = Head(
+        convs=draw(head_convs),
         window=draw(st.none() | st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 2))),
+        post_convs=draw(head_convs),
         dropout=draw(st.sampled_from([0.0, 0.0, 0.25, 0.5])),
     )
     net = Network(

@@ -171,4 +171,11 @@ def docstring(summary: str, detail: str, indent: int) -> str:
     if indent + len(one) + 6 <= LINE:
         return one
     pad = " " * indent
-    return f"{summary}.\n\n{pad}{detail[0].upper()}{detail[1:]}.\n{pad}"
+    words, lines = f"{detail[0].upper()}{detail[1:]}.".split(" "), [""]
+    for word in words:  # the detail wrapped at the line length
+        if lines[-1] and indent + len(lines[-1]) + 1 + len(word) > LINE:
+            lines.append(word)
+        else:
+            lines[-1] = f"{lines[-1]} {word}" if lines[-1] else word
+    body = f"\n{pad}".join(lines)
+    return f"{summary}.\n\n{pad}{body}\n{pad}"

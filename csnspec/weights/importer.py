@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 
 from ..errors import CsnError
 from ..ops import Conv3d, Linear, LoweredNetwork
-from .layouts import BN_FIELDS, C2_HEAD, PARAM_OPS, SOURCES, Layout, detect, target_shapes
+from .layouts import (
+    BN_FIELDS,
+    C2_HEAD,
+    SOURCES,
+    Layout,
+    detect,
+    param_ops,
+    target_shapes,
+)
 
 
 @dataclass
@@ -131,7 +139,7 @@ class _Mapping:
     def run(self, names: dict[str, str]) -> None:
         import torch
 
-        ops = {op.name: op for op in self.low.ops() if isinstance(op, PARAM_OPS)}
+        ops = {op.name: op for op in param_ops(self.low.ops())}
         used = set()
         for key, shape in target_shapes(self.low).items():
             op_name, fld = key.rsplit(".", 1)

@@ -12,12 +12,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..ops import BatchNorm, Conv3d, Linear, LoweredNetwork
+from ..ops import BatchNorm, Conv3d, Linear, LoweredNetwork, SqueezeExcite
 from ..schema import BN_TENSORS, state_dict_schema
 from ..spec import Family
 
 PARAM_OPS = (Conv3d, BatchNorm, Linear)
 BN_FIELDS = BN_TENSORS
+
+
+def param_ops(ops):
+    """The ops that hold parameters, a squeeze-excitation's convs included."""
+    for op in ops:
+        if isinstance(op, SqueezeExcite):
+            yield from param_ops(op.ops)
+        elif isinstance(op, PARAM_OPS):
+            yield op
 
 
 def target_shapes(low: LoweredNetwork) -> dict[str, tuple[int, ...]]:
@@ -43,6 +52,8 @@ class Layout:
     # tensor field -> key suffix, for BN and for conv/linear; None: torch's `module.field`
     bn_fields: dict[str, str] | None = None
     fields: dict[str, str] | None = None
+    # head op name -> module, where the head has more than its fc (X3D's convs)
+    head_ops: dict[str, str] | None = None
 
     def source_key(self, module: str, op, field: str) -> str | None:
         """The checkpoint key of one tensor of an op (None: this layout does not store it)."""
@@ -70,9 +81,7 @@ class Layout:
                     reason = f"{self.title} has no {block.family.value} blocks (only {known})"
                     unsupported.setdefault(reason, []).append(block.name)
                 else:
-                    for op in block.residual + block.shortcut:
-                        if not isinstance(op, PARAM_OPS):
-                            continue
+                    for op in param_ops(block.residual + block.shortcut):
                         slot = op.name[len(block.name) + 1 :]
                         if slot in table:
                             names[op.name] = table[slot].format(s=s, b=b, n=n)
@@ -81,8 +90,12 @@ class Layout:
                             unsupported.setdefault(reason, []).append(op.name)
                 n += 1
         for op in low.head.ops:
-            if isinstance(op, PARAM_OPS):
+            if isinstance(op, PARAM_OPS) and self.head_ops and op.name in self.head_ops:
+                names[op.name] = self.head_ops[op.name].format(last=len(low.stages) + 1)
+            elif isinstance(op, Linear):
                 names[op.name] = self.head.format(last=len(low.stages) + 1, classes=classes)
+            elif isinstance(op, PARAM_OPS):
+                unsupported.setdefault(f"{self.title} has no head {op.kind}", []).append(op.name)
         return names, unsupported
 
 
@@ -119,6 +132,36 @@ PYTORCHVIDEO = Layout(
         Family.BOTTLENECK_D: _PTV_BOTTLENECK,
     },
     head="blocks.{last}.proj",
+)
+
+
+# PyTorchVideo's X3D (pytorchvideo/models/x3d.py): a stem of two convs (create_x3d_stem's
+# Conv2plus1d names the 1x3x3 conv `conv_t` and the channel-wise 5x1x1 one `conv_xy`), blocks
+# whose norm_b is Sequential(BN, SqueezeExcitation or Identity) (fvcore's SE keeps its convs
+# in `block`: 0 reduce, 2 expand), and a head of ProjectedPool convs before the fc `proj`.
+_PTV_X3D = {
+    **_PTV_BOTTLENECK,
+    "bn_b": "blocks.{s}.res_blocks.{b}.branch2.norm_b.0",
+    "se.reduce": "blocks.{s}.res_blocks.{b}.branch2.norm_b.1.block.0",
+    "se.expand": "blocks.{s}.res_blocks.{b}.branch2.norm_b.1.block.2",
+}
+
+PYTORCHVIDEO_X3D = Layout(
+    name="pytorchvideo-x3d",
+    title="PyTorchVideo (X3D)",
+    eps=1e-5,
+    stem={
+        "stem.conv1": "blocks.0.conv.conv_t",
+        "stem.conv2": "blocks.0.conv.conv_xy",
+        "stem.bn2": "blocks.0.norm",
+    },
+    slots={Family.X3D: _PTV_X3D},
+    head="blocks.{last}.proj",
+    head_ops={
+        "head.conv1": "blocks.{last}.pool.pre_conv",
+        "head.bn1": "blocks.{last}.pool.pre_norm",
+        "head.conv2": "blocks.{last}.pool.post_conv",
+    },
 )
 
 
@@ -272,7 +315,9 @@ MMACTION2 = Layout(
 )
 
 
-LAYOUTS = {lay.name: lay for lay in (PYTORCHVIDEO, VMZ_TORCH, VMZ_CAFFE2, MMACTION2)}
+LAYOUTS = {
+    lay.name: lay for lay in (PYTORCHVIDEO, PYTORCHVIDEO_X3D, VMZ_TORCH, VMZ_CAFFE2, MMACTION2)
+}
 SOURCES = ("pytorchvideo", "vmz", "mmaction2")  # what `--from` takes; vmz covers both VMZ layouts
 
 
@@ -285,4 +330,6 @@ def detect(source: str, keys) -> Layout | None:
         if any(k.startswith(("stem.", "layer1.", "fc.")) for k in keys):
             return LAYOUTS["vmz"]
         return None
+    if source == "pytorchvideo" and "blocks.0.conv.conv_t.weight" in set(keys):
+        return LAYOUTS["pytorchvideo-x3d"]  # create_x3d_stem's Conv2plus1d
     return LAYOUTS[source]

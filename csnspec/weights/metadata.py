@@ -55,6 +55,18 @@ PRESETS = {
         "reference": "PyTorchVideo pytorchvideo/models/hub/csn.py (CSN_32x2_R101.pyth: 32 frames,"
         " rate 2) and its Kinetics transforms (mean 0.45, std 0.225, short side 256, crop 256)",
     },
+    "pytorchvideo-x3d": {
+        "mean": [0.45, 0.45, 0.45],
+        "std": [0.225, 0.225, 0.225],
+        "value_range": "0-1",
+        "frames": 16,
+        "sampling_rate": 5,
+        "crop": 256,
+        "short_side_scale": 256,
+        "reference": "PyTorchVideo's X3D on PyTorch Hub (pytorch.org/hub/"
+        "facebookresearch_pytorchvideo_x3d): x3d_m's model_transform_params (16 frames, rate 5,"
+        " short side 256, crop 256); x3d_xs 4x12 and x3d_s 13x6 use 182",
+    },
     "vmz": _VMZ,
     "vmz-caffe2": _VMZ,
     "mmaction2": {
