@@ -194,6 +194,12 @@ class _Lowering:
                 )
             head_ops.append(AvgPool("head.window_pool", shape, out, k))
             shape = out
+        elif net.head.post_convs:
+            # `avgpool` alone before head convs averages globally there: a window over the
+            # whole map (what PyTorchVideo's create_x3d_head sizes its window to)
+            k = shape[1:]
+            shape = (shape[0], 1, 1, 1)
+            head_ops.append(AvgPool("head.window_pool", (shape[0], *k), shape, k))
         for i, conv in enumerate(net.head.post_convs):
             convs += 1
             shape = self.head_conv(head_ops, conv, convs, shape, f"head.post_convs.{i}")
