@@ -70,6 +70,7 @@ def check_module_name(name: str) -> str:
             f"network name {name!r} would be written as {stem}.py, which shadows the "
             f"module {stem!r} for any code run from the same folder",
             hint="rename the network, e.g. 'my-" + name + "'",
+            fields=("name",),
         )
     return name
 
