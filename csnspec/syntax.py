@@ -21,6 +21,7 @@ SHARED_WORDS = {
     "COMMA": "','",
     "LSQB": "'['",
     "RSQB": "']'",
+    "SLASH": "'/' and the next value of an alternation",
     "DIMS": "sizes like 3x7x7",
     "FACTORIZATION": "a factorization ('3d' or '2+1d')",
     "FLOAT": "a number",
