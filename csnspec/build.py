@@ -36,7 +36,10 @@ BLOCK_OPTION_KINDS = {opt.key: opt.kind for opt in BLOCK_OPTIONS}
 # On a `stages` line an alternating option also takes one value (or alternation) per stage.
 PER_STAGE = "-per-stage"
 STAGES_OPTIONS = {
-    **{key: kind + PER_STAGE if kind in CYCLE_KINDS else kind for key, kind in BLOCK_OPTION_KINDS.items()},
+    **{
+        key: kind + PER_STAGE if kind in CYCLE_KINDS else kind
+        for key, kind in BLOCK_OPTION_KINDS.items()
+    },
     "widths": "int-list",
     "strides": "dims-list",
     "pools": "pool-list",
@@ -176,6 +179,9 @@ _FIELD_WORDS = {
     "groups": "g",
     "stride": "every stride",
     "kernel": "every kernel size",
+    "kernel_a": "every kernel-a size",
+    "kernel_b": "every kernel-b size",
+    "pool": "every pool size",
     "padding": "every padding",
     "out": "out",
     "window": "every avgpool window size",
@@ -274,10 +280,15 @@ def _pool(tok, key: lark.Token):
     return _dims(tok, 3, f"`{key}` (time x height x width)")
 
 
+def _is_list(node) -> bool:
+    return isinstance(node, lark.Tree) and node.data == "list"
+
+
 def _value(node, kind, key: lark.Token) -> Opt:
     name = str(key)
-    if kind in CYCLE_KINDS:
-        return _cycle(node, kind, key)
+    per_stage = isinstance(kind, str) and kind.endswith(PER_STAGE)
+    if kind in CYCLE_KINDS or (per_stage and not _is_list(node)):
+        return _cycle(node, kind.removesuffix(PER_STAGE), key)
     if isinstance(node, lark.Tree) and node.data == "cycle":
         raise CsnError(
             f"`{name}` takes a single value; only "
@@ -290,11 +301,8 @@ def _value(node, kind, key: lark.Token) -> Opt:
         if isinstance(node, lark.Tree):
             raise CsnError(f"`{name}` takes one pool size, not a list", Span.of(key))
         return Opt(key, _pool(node, key), [node])
-    per_stage = isinstance(kind, str) and kind.endswith(PER_STAGE)
-    if isinstance(node, lark.Tree) and per_stage:  # one value per stage
-        base = kind[: -len(PER_STAGE)]
-        if node.data == "cycle":
-            return _cycle(node, base, key)
+    if per_stage:  # one value per stage
+        base = kind.removesuffix(PER_STAGE)
         items = [c for c in node.children if isinstance(c, lark.Tree) or c.type != "COMMA"]
         items = items[1:-1]
         if not items:
@@ -307,8 +315,6 @@ def _value(node, kind, key: lark.Token) -> Opt:
                 )
         values = [_cycle(i, base, key).value for i in items]
         return Opt(key, values, [_first_token(i) for i in items], per_stage=True)
-    if per_stage:
-        return _cycle(node, kind[: -len(PER_STAGE)], key)
     if isinstance(node, lark.Tree):  # a list
         items = [
             c
@@ -327,7 +333,9 @@ def _value(node, kind, key: lark.Token) -> Opt:
                 raise CsnError(
                     f"`{name}` takes one plain value per stage",
                     Span.of(_first_token(item)),
-                    hint="only " + ", ".join(o.key for o in BLOCK_OPTIONS if o.cycles) + " alternate",
+                    hint="only "
+                    + ", ".join(o.key for o in BLOCK_OPTIONS if o.cycles)
+                    + " alternate",
                 )
         return Opt(key, [_value(i, elem, key).value for i in items], items)
     tok = node

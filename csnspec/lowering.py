@@ -391,9 +391,7 @@ class _BlockLowering:
             self.simple()
         self.ops[-1] = _last(self.ops[-1])
         if self.mids:
-            self.params = replace(
-                self.params, mid_a=self.mids.get("a"), mid_b=self.mids.get("b")
-            )
+            self.params = replace(self.params, mid_a=self.mids.get("a"), mid_b=self.mids.get("b"))
         residual = tuple(self.ops)
         branch_out = self.shape
         shortcut: tuple = ()

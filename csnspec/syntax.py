@@ -23,7 +23,7 @@ SHARED_WORDS = {
     "RSQB": "']'",
     "SLASH": "'/' and the next value of an alternation",
     "DIMS": "sizes like 3x7x7",
-    "FACTORIZATION": "a factorization ('3d' or '2+1d')",
+    "FACTORIZATION": "a factorization ('3d', '2+1d' or '1+2d')",
     "FLOAT": "a number",
     "INT": "a whole number",
     "NAME": "a name",
