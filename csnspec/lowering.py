@@ -421,7 +421,7 @@ class _BlockLowering:
             ReLU(f"{self.prefix}.relu", branch_out, branch_out),
         )
         return Block(
-            self.prefix, stage.family, params, block_in, branch_out, residual, shortcut, merge
+            self.prefix, stage.family, self.params, block_in, branch_out, residual, shortcut, merge
         )
 
     def bottleneck(self):
