@@ -362,12 +362,13 @@ def _default_kernel(family: Family, slot: str) -> tuple[int, int, int]:
 def _kernel_words(family: Family, residual: tuple) -> list[str]:
     """`A3x1x1`, `B1x3x3`: the kernels of conv_a and conv_b where not the family's default
     (the words that tell apart the classes of an alternating or per-stage kernel pattern)."""
-    words = []
-    for s in residual:
-        if isinstance(s, ConvShape) and s.name in ("conv_a", "conv_b"):
-            if s.kernel != _default_kernel(family, s.name):
-                words.append(s.name[-1].upper() + "x".join(map(str, s.kernel)))
-    return words
+    return [
+        s.name[-1].upper() + "x".join(map(str, s.kernel))
+        for s in residual
+        if isinstance(s, ConvShape)
+        and s.name in ("conv_a", "conv_b")
+        and s.kernel != _default_kernel(family, s.name)
+    ]
 
 
 def block_classes(low: LoweredNetwork) -> tuple[BlockClass, ...]:
