@@ -1,6 +1,6 @@
 """Analytic scoring throughput of `csnspec search` against slower ways of counting a candidate.
 
-    python bench/bench_search.py [--count 100000] [--torch 3] [--parse 200]
+    python bench/bench_search.py [--count 100000] [--torch 3] [--parse 200] [--space FILE ...]
 
 For each space (the issue's bottleneck-X-16 family and spaces/per-stage.space, 279,936
 distinct networks), on one core in one process:
@@ -111,11 +111,20 @@ def main() -> None:
     p.add_argument(
         "--torch", type=int, default=3, help="candidates built as torch models (0: skip)"
     )
+    p.add_argument(
+        "--space",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="a space file to measure (repeatable; default: spaces/bottleneck-x-16.space and "
+        "spaces/per-stage.space)",
+    )
     args = p.parse_args()
-    rows = [
-        bench_space(ROOT / "spaces" / "bottleneck-x-16.space", args.count, args.parse, args.torch),
-        bench_space(ROOT / "spaces" / "per-stage.space", args.count, args.parse, args.torch),
+    spaces = args.space or [
+        ROOT / "spaces" / "bottleneck-x-16.space",
+        ROOT / "spaces" / "per-stage.space",
     ]
+    rows = [bench_space(path, args.count, args.parse, args.torch) for path in spaces]
     head = [
         "space",
         "combos",

@@ -1,0 +1,174 @@
+"""Publishers' FLOPs and parameter conventions (`csnspec stats --convention`): every figure
+below is typed in from the publisher's own table (cited at each), never from csnspec's output,
+and checked at the printed precision; fvcore itself, run on PyTorchVideo's model code, checks
+the per-op rules."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import types
+
+import pytest
+from conftest import ROOT
+
+import csnspec
+from csnspec.cli import main
+from csnspec.conventions import CONVENTIONS, counted_input, stats_as
+
+
+def spec(name: str, frames: int | None = None):
+    net = csnspec.load(ROOT / "specs" / f"{name}.csn")
+    if frames is not None:
+        c, _, h, w = net.input
+        net = net.with_input((c, frames, h, w), None)
+    return net
+
+
+def gflops(report) -> float:
+    return report.total.flops / 1e9
+
+
+def mparams(report) -> float:
+    return report.total.params / 1e6
+
+
+def test_torchvision_r3d_18():
+    # torchvision/models/video/resnet.py, R3D_18_Weights.KINETICS400_V1 meta: "num_params":
+    # 33371472, "_ops": 40.697 (GFLOPS, measured at 1x3x16x112x112 by vision PR #6936's
+    # dispatch counter: conv and matmul multiply-adds). r3d_18 is simple-8 without pool1.
+    text = (
+        "network r3d-18\ninput 3x16x112x112\nclasses 400\n"
+        "stem conv 3x7x7 out=64 stride=1x2x2\nstages simple x [2,2,2,2]\n"
+    )
+    report = stats_as(csnspec.parse(text), "torchvision")
+    assert report.total.params == 33_371_472
+    assert round(gflops(report), 3) == 40.697
+
+
+def test_pytorchvideo_csn_r101():
+    # pytorchvideo docs/source/model_zoo.md, Kinetics-400: "CSN | R101 | 32x2 | ... |
+    # 75.62 x 3 x 10 | 22.21": fvcore in train mode at the 256 test crop, BN included.
+    report = stats_as(spec("ircsn101", frames=32), "pytorchvideo")
+    assert report.input_shape == (3, 32, 256, 256)
+    assert round(gflops(report), 2) == 75.62
+    assert round(mparams(report), 2) == 22.21
+
+
+# mmaction2 configs/recognition/csn/README.md (1.x), Kinetics-400, 32x2x1 clips, "FLOPs" and
+# "params" columns: mmengine's analyzer (tools/analysis_tools/get_flops.py: eval mode,
+# `extract_feat`, i.e. the backbone) at the ThreeCrop(256) test crop.
+MMACTION2 = {
+    "ircsn50": (55.90, 2, 13.13, 2),  # ResNet50 (IR+BNFrozen): 55.90G, 13.13M
+    "ircsn152": (97.6, 1, 29.70, 2),  # ResNet152 (IR), from scratch: 97.6G, 29.70M
+    "ipcsn152": (109.9, 1, 33.02, 2),  # ResNet152 (IP): 109.9G, 33.02M
+}
+
+
+@pytest.mark.parametrize("name", sorted(MMACTION2))
+def test_mmaction2_csn(name):
+    flops, fd, params, pd = MMACTION2[name]
+    report = stats_as(spec(name, frames=32), "mmaction2")
+    assert report.input_shape == (3, 32, 256, 256)
+    assert round(gflops(report), fd) == flops
+    assert round(mparams(report), pd) == params
+
+
+# VMZ c2/tutorials/model_zoo.md: ir-CSN-152 "32x224x224 | ... | 96.7 | 29.6", ip-CSN-152
+# "32x224x224 | ... | 108.8 | 32.8": conv and fc multiply-adds, counted at 256 (at 224 the
+# ir-CSN-152 would be 74.0 G), params without BN.
+VMZ = {"ircsn152": (96.7, 29.6), "ipcsn152": (108.8, 32.8)}
+
+
+@pytest.mark.parametrize("name", sorted(VMZ))
+def test_vmz_csn_152(name):
+    report = stats_as(spec(name, frames=32), "vmz")
+    assert report.input_shape == (3, 32, 256, 256)
+    assert (round(gflops(report), 1), round(mparams(report), 1)) == VMZ[name]
+
+
+def test_default_convention_is_csnspecs_own():
+    net = spec("ircsn50")
+    own, named = csnspec.stats(net), stats_as(net, "csnspec")
+    assert own.total == named.total and named.convention is None
+    assert counted_input(net.input, CONVENTIONS["csnspec"]) == net.input
+
+
+def test_cli_convention(capsys, tmp_path):
+    assert main(["stats", str(ROOT / "specs" / "ircsn50.csn"), "--format", "json"]) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert "convention" not in own  # the default output is unchanged
+    args = ["stats", str(ROOT / "specs" / "ircsn50.csn"), "--format", "json"]
+    assert main([*args, "--convention", "mmaction2"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["convention"] == "mmaction2" and doc["input"] == [3, 8, 256, 256]
+    assert doc["total"]["params"] == own["total"]["params"] + own["total"]["bn_params"]
+    # --input wins over the publisher's test crop
+    assert main([*args, "--convention", "mmaction2", "--input", "3x8x224x224"]) == 0
+    assert json.loads(capsys.readouterr().out)["input"] == [3, 8, 224, 224]
+    assert main(["stats", str(ROOT / "specs" / "ircsn50.csn"), "--convention", "fvcore"]) == 2
+    err = capsys.readouterr().err
+    assert "--convention" in err and "fvcore-train" in err and "Traceback" not in err
+
+
+# -- fvcore itself on PyTorchVideo's code: the per-op rules --------------------------------
+
+
+def _pytorchvideo_csn(**kwargs):
+    """PyTorchVideo's create_csn; its package imports torchvision.ops for detection heads
+    CSN never uses: where torchvision does not import, stub that one name."""
+    torch = pytest.importorskip("torch")
+    try:
+        importlib.import_module("torchvision.ops")
+    except (ImportError, RuntimeError):  # a torchvision without its compiled ops: RuntimeError
+        for mod in [m for m in sys.modules if m.startswith("torchvision")]:
+            del sys.modules[mod]
+        tv, tv_ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
+        tv_ops.RoIAlign = type("RoIAlign", (torch.nn.Module,), {})
+        tv.ops = tv_ops
+        sys.modules.update({"torchvision": tv, "torchvision.ops": tv_ops})
+    from pytorchvideo.models.csn import create_csn
+
+    return create_csn(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def fvcore_counts():
+    """fvcore's totals for PyTorchVideo's ir-CSN (create_csn, one block per stage), in train and eval mode, on a
+    clip whose last map is 1x2x2 (so the head projects at 4 positions)."""
+    torch = pytest.importorskip("torch")
+    nn = pytest.importorskip("fvcore.nn")
+    model = _pytorchvideo_csn(
+        model_depth=50,
+        model_num_class=5,
+        stem_pool=torch.nn.MaxPool3d,  # as its hub csn_r101 builds it
+        head_pool_kernel_size=(1, 1, 1),
+    )
+    for stage in model.blocks[1:5]:  # one block per stage keeps the trace short
+        stage.res_blocks = stage.res_blocks[:1]
+    x = torch.zeros(1, 3, 2, 64, 64)
+    out = {}
+    for mode in ("train", "eval"):
+        model.train(mode == "train")
+        with torch.no_grad():
+            flops = nn.FlopCountAnalysis(model, x)
+            flops.unsupported_ops_warnings(False)
+            flops.uncalled_modules_warnings(False)
+            out[mode] = flops.total()
+    out["params"] = sum(p.numel() for p in model.parameters())
+    return out
+
+
+CSN50_AS_PYTORCHVIDEO = (
+    "network csn50\ninput 3x2x64x64\nclasses 5\nnorm batchnorm eps=1e-3 momentum=0.1\n"
+    "stages ir-csn x [1,1,1,1]\nhead avgpool 1x1x1, fc\n"
+)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_fvcore_rules_match_fvcore(fvcore_counts, mode):
+    report = stats_as(csnspec.parse(CSN50_AS_PYTORCHVIDEO), f"fvcore-{mode}")
+    assert report.input_shape == (3, 2, 64, 64)  # fvcore counts the clip it is given
+    assert report.total.flops == fvcore_counts[mode]
+    assert report.total.params == fvcore_counts["params"]
