@@ -38,7 +38,7 @@ import csnspec
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from peer_imports import pytorchvideo_models, torchvision_video_resnet  # noqa: E402
+from peer_imports import pytorchvideo_models, torchvision_video_resnet
 
 TV = "torchvision/models/video/resnet.py"
 VMZ_ZOO = "VMZ tutorials/model_zoo.md (github.com/facebookresearch/VMZ)"
@@ -92,9 +92,7 @@ def vmz_r2plus1d(tv, depth: int) -> nn.Module:
 
     class Conv2Plus1D(tv.Conv2Plus1D):
         def __init__(self, in_planes, out_planes, midplanes, stride=1, padding=1):
-            midplanes = (in_planes * out_planes * 3 * 3 * 3) // (
-                in_planes * 3 * 3 + 3 * out_planes
-            )
+            midplanes = (in_planes * out_planes * 3 * 3 * 3) // (in_planes * 3 * 3 + 3 * out_planes)
             super().__init__(in_planes, out_planes, midplanes, stride, padding)
 
     def stem_pool():
@@ -130,3 +128,163 @@ def test_parameters_equal_the_publishers_model(name):
     if model is None:
         pytest.skip("torchvision is not installed")
     assert sum(p.numel() for p in model.parameters()) == counted(name, "all")
+
+
+# -- weights import: the publishers' models, random weights and BN statistics, give the same
+#    logits as the generated model after `csnspec weights import` (tiny but real models) -------
+
+HEAD = "network peer\ninput 3x{t}x32x32\nclasses 5\n"
+
+
+def tiny_video_resnet(tv, block, makers, stem: list, classes: int = 5) -> nn.Module:
+    """torchvision's VideoResNet at an eighth of its widths (8, 16, 32, 64), one block per
+    stage: its own __init__ and forward but for the widths, its own _make_layer, blocks and
+    conv builders (where the midplanes and stride rules live); `stem` lists the stem's
+    (in, out, kernel, stride) convs, each with BN and ReLU, and "pool" for VMZ's max-pool."""
+    model = tv.VideoResNet.__new__(tv.VideoResNet)
+    nn.Module.__init__(model)
+    layers = []
+    for conv in stem:
+        if conv == "pool":
+            layers.append(nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)))
+            continue
+        cin, cout, k, s = conv
+        pad = tuple(v // 2 for v in k)
+        layers += [nn.Conv3d(cin, cout, k, s, pad, bias=False), nn.BatchNorm3d(cout), nn.ReLU()]
+    model.stem = nn.Sequential(*layers)
+    model.inplanes = 8
+    for i, (planes, stride) in enumerate(((8, 1), (16, 2), (32, 2), (64, 2)), start=1):
+        setattr(model, f"layer{i}", model._make_layer(block, makers[i - 1], planes, 1, stride))
+    model.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
+    model.fc = nn.Linear(64 * block.expansion, classes)
+    for m in model.modules():  # VideoResNet's own conv init
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return model
+
+
+def tiny_torchvision(kind: str):
+    """(model, source, spec text): torchvision's r3d / mc3 / r2plus1d (BasicBlock and
+    torchvision's midplanes), or VMZ's R(2+1)D bottleneck (its own midplanes, a stem max-pool,
+    BN eps 1e-3), at the widths of `tiny_video_resnet`."""
+    tv = torchvision_video_resnet()
+    if tv is None:
+        pytest.skip("torchvision is not installed")
+    basic_stem = [(3, 8, (3, 7, 7), (1, 2, 2))]
+    r2plus1d_stem = [(3, 6, (1, 7, 7), (1, 2, 2)), (6, 8, (3, 1, 1), (1, 1, 1))]
+    source, norm = "torchvision", ""
+    if kind == "r3d":
+        model = tiny_video_resnet(tv, tv.BasicBlock, [tv.Conv3DSimple] * 4, basic_stem)
+        stages = "stages simple x [1,1,1,1]"
+    elif kind == "mc3":
+        makers = [tv.Conv3DSimple] + [tv.Conv3DNoTemporal] * 3
+        model = tiny_video_resnet(tv, tv.BasicBlock, makers, basic_stem)
+        kernels = "[3x3x3,1x3x3,1x3x3,1x3x3]"
+        stages = (
+            f"stages simple kernel-a={kernels} kernel-b={kernels} x [1,1,1,1] "
+            "strides=[1x1x1,1x2x2,1x2x2,1x2x2]"
+        )
+    elif kind == "r2plus1d":
+        model = tiny_video_resnet(tv, tv.BasicBlock, [tv.Conv2Plus1D] * 4, r2plus1d_stem)
+        stages = "stages simple factorize=2+1d mid=matched-block x [1,1,1,1]"
+    else:  # VMZ's r2plus1d_152, Bottleneck blocks with VMZ's Conv2Plus1D
+        with torch.device("meta"):
+            vmz_conv = type(vmz_r2plus1d(tv, 152).layer1[0].conv2[0])
+        model = tiny_video_resnet(tv, tv.Bottleneck, [vmz_conv] * 4, [*r2plus1d_stem, "pool"])
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.eps = 1e-3
+        source, norm = "vmz", "norm batchnorm eps=1e-3\n"
+        stages = "stages bottleneck factorize=2+1d mid=matched x [1,1,1,1]"
+    stem = ", ".join(
+        "maxpool 1x3x3 stride=1x2x2"
+        if c == "pool"
+        else f"conv {'x'.join(map(str, c[2]))} out={c[1]}"
+        + (" stride=1x2x2" if c[3] != (1, 1, 1) else "")
+        for c in model_stem(kind, basic_stem, r2plus1d_stem)
+    )
+    widths = "widths=[8,16,32,64]"
+    stages = stages.replace(" x [1,1,1,1]", " x [1,1,1,1] " + widths)
+    return model, source, f"{HEAD.format(t=4)}{norm}stem {stem}\n{stages}\n"
+
+
+def model_stem(kind, basic_stem, r2plus1d_stem) -> list:
+    if kind in ("r3d", "mc3"):
+        return basic_stem
+    return r2plus1d_stem + (["pool"] if kind.startswith("vmz") else [])
+
+
+def tiny_pytorchvideo(kind: str):
+    """(model, source, spec text): PyTorchVideo's i3d_r50 / slow_r50 / r2plus1d_r50 builders
+    with 8 stem channels (every width scales with it), 5 classes, a 32x32 clip."""
+    resnet = pytorchvideo_models("resnet")
+    if kind == "r2plus1d":
+        model = pytorchvideo_models("r2plus1d").create_r2plus1d(
+            stem_dim_out=8, model_num_class=5, head_pool_kernel_size=(2, 1, 1), head_activation=None
+        )
+        spec = (
+            f"{HEAD.format(t=8)}stem conv 1x7x7 out=8 stride=1x2x2\n"
+            "stages bottleneck factorize=1+2d x [3,4,6,3] widths=[8,16,32,64] "
+            "strides=[1x2x2,1x2x2,2x2x2,2x2x2]\nhead avgpool 2x1x1, fc\n"
+        )
+        return model, "pytorchvideo", spec
+    options = {
+        "i3d": {
+            "stem_conv_kernel_size": (5, 7, 7),
+            "stage1_pool": nn.MaxPool3d,
+            "stage_conv_a_kernel_size": (
+                (3, 1, 1),
+                [(3, 1, 1), (1, 1, 1)],
+                [(3, 1, 1), (1, 1, 1)],
+                [(1, 1, 1), (3, 1, 1)],
+            ),
+            "head_pool_kernel_size": (2, 1, 1),
+        },
+        "slow": {"stem_conv_kernel_size": (1, 7, 7), "head_pool_kernel_size": (4, 1, 1)},
+    }[kind]
+    model = resnet.create_resnet(stem_dim_out=8, model_num_class=5, **options)
+    kernel_a = {
+        "i3d": "[3x1x1,3x1x1/1x1x1,3x1x1/1x1x1,1x1x1/3x1x1]",
+        "slow": "[1x1x1,1x1x1,3x1x1,3x1x1]",
+    }[kind]
+    stem = {"i3d": "5x7x7", "slow": "1x7x7"}[kind]
+    pools = " pools=[2x1x1,none,none,none]" if kind == "i3d" else ""
+    window = {"i3d": "2x1x1", "slow": "4x1x1"}[kind]
+    spec = (
+        f"{HEAD.format(t=4)}stem conv {stem} out=8 stride=1x2x2, maxpool 1x3x3 stride=1x2x2\n"
+        f"stages bottleneck kernel-a={kernel_a} kernel-b=1x3x3 x [3,4,6,3] "
+        f"widths=[8,16,32,64] strides=[1x1x1,1x2x2,1x2x2,1x2x2]{pools}\n"
+        f"head avgpool {window}, dropout 0.5, fc\n"
+    )
+    return model, "pytorchvideo", spec
+
+
+@pytest.mark.parametrize(
+    "publisher,kind",
+    [
+        ("torchvision", "r3d"),
+        ("torchvision", "mc3"),
+        ("torchvision", "r2plus1d"),
+        ("torchvision", "vmz-r2plus1d-152"),
+        ("pytorchvideo", "i3d"),
+        ("pytorchvideo", "slow"),
+        ("pytorchvideo", "r2plus1d"),
+    ],
+)
+def test_imported_weights_give_the_publishers_logits(publisher, kind, tmp_path):
+    from test_weights_peers import check_logits, import_via_cli, randomise
+
+    build = tiny_torchvision if publisher == "torchvision" else tiny_pytorchvideo
+    model, source, text = build(kind)
+    model = randomise(model, seed=13)
+    checkpoint = tmp_path / "peer.pth"
+    state = model.state_dict()
+    torch.save({"model_state": state} if source == "pytorchvideo" else state, checkpoint)
+    net, tensors, out = import_via_cli(tmp_path, source, checkpoint, text)
+    assert len(tensors) == len(state)
+    t = net.input[1]
+    x = torch.randn(2, 3, t, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        reference = model(x)
+    assert reference.abs().max() > 0.1  # logits of order one: a 1e-5 match means something
+    check_logits(csnspec.lower(net), out, tensors, reference, x, tmp_path)
