@@ -4,7 +4,8 @@ below) and the parameters of each publisher's own model code, built here.
 Specs: torchvision's r3d_18, mc3_18, r2plus1d_18 (torchvision/models/video/resnet.py); VMZ's
 R(2+1)D-34 and -152 (pt/vmz/models/r2plus1d.py, Conv2Plus1D in pt/vmz/models/utils.py, on
 torchvision's VideoResNet); PyTorchVideo's slow_r50, c2d_r50, i3d_r50
-(pytorchvideo/models/hub/resnet.py on create_resnet).
+(pytorchvideo/models/hub/resnet.py on create_resnet) and r2plus1d_r50
+(pytorchvideo/models/hub/r2plus1d.py).
 
 What each publisher counts: torchvision's `num_params` and PyTorchVideo's "Params (M)" are
 every parameter of the model (convs, BN affines, fc): csnspec's params + BN params. VMZ's
@@ -24,6 +25,7 @@ own count (multiply-adds of convs and fc, `csnspec stats`) beside each:
 | slow-r50 | 3x8x224x224 | 54.52 GFLOPs x 3 x 10 views | PyTorchVideo docs/source/model_zoo.md, Slow R50 8x8 | 41.741 |
 | c2d-r50 | 3x8x224x224 | 25.89 GFLOPs x 3 x 10 views | same table, C2D R50 8x8 | 19.493 |
 | i3d-r50 | 3x8x224x224 | 37.53 GFLOPs x 3 x 10 views | same table, I3D R50 8x8 | 28.408 |
+| r2plus1d-r50 | 3x16x224x224 | 76.45 GFLOPs x 3 x 10 views | same table, R(2+1)D R50 16x4 | 57.534 |
 
 torchvision's convention is csnspec's own (asserted below); the others are c13's to explain.
 """
@@ -55,6 +57,7 @@ PRINTED = [
     ("slow-r50", "all", 32.45e6, 0.01e6, f"{PTV_ZOO}: Slow R50 8x8, Params (M) 32.45"),
     ("c2d-r50", "all", 24.33e6, 0.01e6, f"{PTV_ZOO}: C2D R50 8x8, Params (M) 24.33"),
     ("i3d-r50", "all", 28.04e6, 0.01e6, f"{PTV_ZOO}: I3D R50 8x8, Params (M) 28.04"),
+    ("r2plus1d-r50", "all", 28.11e6, 0.01e6, f"{PTV_ZOO}: R(2+1)D R50 16x4, Params (M) 28.11"),
 ]
 
 
@@ -113,6 +116,8 @@ def publisher_model(name: str) -> nn.Module | None:
     """The publisher's model for a spec, or None where its code is not installed."""
     if name in ("slow-r50", "c2d-r50", "i3d-r50"):
         return getattr(pytorchvideo_models("hub.resnet"), name.replace("-", "_"))()
+    if name == "r2plus1d-r50":
+        return pytorchvideo_models("hub.r2plus1d").r2plus1d_r50()
     tv = torchvision_video_resnet()
     if tv is None:
         return None
