@@ -127,15 +127,17 @@ def analyse(low: LoweredNetwork, cost=op_cost, convention=None) -> Report:
     stages: list[Row] = [stem]
     for stage in low.stages:
         rows = []
+        costs: dict[str, Cost] = {}
         for block in stage.blocks:
-            # a block that repeats the one before it (see ops.Block.repeats) costs the same
-            repeated = rows and block.repeats is not None
-            spent = rows[-1].cost if repeated else _ops_cost(block.ops)
+            # a block that repeats another (see ops.Block.repeats) costs the same
+            spent = costs.get(block.repeats) or _ops_cost(block.ops)
+            costs[block.name] = spent
             rows.append(Row(block.name, block.family.value, block.out_shape, spent))
         blocks += rows
-        stages.append(
-            Row(stage.name, stage.family.value, stage.out_shape, summed(r.cost for r in rows))
-        )
+        # the stage's pool (pool=) counts in the stage
+        pool = _ops_cost((stage.pool,)) if stage.pool is not None else None
+        stage_cost = summed([r.cost for r in rows] + ([pool] if pool else []))
+        stages.append(Row(stage.name, stage.family.value, stage.out_shape, stage_cost))
     head = Row("head", "head", low.head.out_shape, _ops_cost(low.head.ops))
     blocks.append(head)
     stages.append(head)

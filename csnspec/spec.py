@@ -71,17 +71,52 @@ class BlockOption:
 
     key: str  # as written in a spec: `stride-at=first`
     field: str  # the Stage field it sets
-    kind: object  # "int", "bool", or the tuple of words it takes
+    # "int", "bool", the tuple of words it takes, or a value that may alternate over the
+    # blocks of a stage ("dims-cycle", "number-cycle": a tuple in the IR, cycled)
+    kind: object
     applies: Callable[[Family], bool]  # whether a family has it
-    default: object  # its value when not written; None: the family must give it
+    # its value when not written (a function of the family where families differ);
+    # None: the family must give it
+    default: object
     neutral: object  # a value that means "not there" (accepted, then dropped, elsewhere)
     hint: str  # what to tell a family that does not take it
     after_counts: bool = False  # the printer writes it after the block counts
     needs: str = ""  # (default None) what a family that takes it must be told it lacks
 
+    @property
+    def cycles(self) -> bool:
+        """Whether its value may alternate over a stage's blocks (`3x1x1/1x1x1`)."""
+        return self.kind in CYCLE_KINDS
+
+    def default_for(self, family: Family):
+        """Its value for `family` when not written."""
+        return self.default(family) if callable(self.default) else self.default
+
+
+CYCLE_KINDS = ("dims-cycle", "number-cycle")
+MAX_CYCLE = 64  # values in one alternation: a pattern, not a list of every block
+
+
+def shortest_cycle(values: tuple) -> tuple:
+    """The shortest pattern that repeats to `values` (`a/b/a/b` is `a/b`): one IR per meaning."""
+    n = len(values)
+    for p in range(1, n):
+        if n % p == 0 and all(values[i] == values[i % p] for i in range(n)):
+            return tuple(values[:p])
+    return tuple(values)
+
 
 def _every_family(family: Family) -> bool:
     return True
+
+
+def _kernel_a(family: Family) -> tuple:
+    # conv_a is the 1x1x1 reduction of a bottleneck, the first 3x3x3 conv of a simple block
+    return ((1, 1, 1),) if family.is_bottleneck else ((3, 3, 3),)
+
+
+def _kernel_b(family: Family) -> tuple:
+    return ((3, 3, 3),)
 
 
 # The one table of block options: build.py reads specs with it, Stage fills defaults and
@@ -117,7 +152,18 @@ BLOCK_OPTIONS = (
         "middle",
         "simple blocks stride their first 3x3x3 conv",
     ),
-    BlockOption("factorize", "factorize", ("3d", "2+1d"), _every_family, "3d", "3d", ""),
+    BlockOption("kernel-a", "kernel_a", "dims-cycle", _every_family, _kernel_a, None, ""),
+    BlockOption("kernel-b", "kernel_b", "dims-cycle", _every_family, _kernel_b, None, ""),
+    BlockOption("factorize", "factorize", ("3d", "2+1d", "1+2d"), _every_family, "3d", "3d", ""),
+    BlockOption(
+        "mid",
+        "mid",
+        ("out", "matched", "matched-block"),
+        lambda f: f in (Family.SIMPLE, Family.BOTTLENECK),
+        "out",
+        "out",
+        "grouped and channel-separated convs keep their width between the factorized convs",
+    ),
     BlockOption(
         "ip-relu",
         "ip_relu",
@@ -200,9 +246,18 @@ class Stage(_Frozen):
     groups: PositiveInt | None = None  # the paper's G; None where the family has none
     expansion: PositiveInt | None = None  # bottleneck families only
     stride_at: Literal["middle", "first"] | None = None  # bottleneck families only
-    factorize: Literal["3d", "2+1d"] = "3d"
+    # the kernels of conv_a and conv_b, cycled over the blocks (None: the family's default)
+    kernel_a: Annotated[tuple[Dims3, ...], Field(min_length=1, max_length=MAX_CYCLE)] | None = None
+    kernel_b: Annotated[tuple[Dims3, ...], Field(min_length=1, max_length=MAX_CYCLE)] | None = None
+    # 2+1d: spatial conv then temporal (R(2+1)D); 1+2d: temporal first (PyTorchVideo)
+    factorize: Literal["3d", "2+1d", "1+2d"] = "3d"
+    # the width between the two factorized convs: out (the conv's output width), matched
+    # (each conv matched to its 3D conv's parameter count: R(2+1)D, VMZ), matched-block
+    # (matched with the block's input width and width, for every conv: torchvision)
+    mid: Literal["out", "matched", "matched-block"] | None = None
     ip_relu: bool | None = None  # bottleneck-IP only
     project: bool | None = None  # simple-D only
+    pool: Dims3 | None = None  # a max-pool after the stage: kernel = stride, no padding
 
     @model_validator(mode="before")
     @classmethod
@@ -217,22 +272,38 @@ class Stage(_Frozen):
             return data  # reported by the field's own validation
         data = dict(data)
         for opt in BLOCK_OPTIONS:
-            if opt.applies is _every_family:
+            if opt.cycles and isinstance(data.get(opt.field), (tuple, list)):
+                data[opt.field] = shortest_cycle(tuple(data[opt.field]))
+            if opt.applies is _every_family and not callable(opt.default):
                 continue  # an ordinary field with a default
             value = data.get(opt.field)
             if opt.applies(fam) and value is None:
                 if opt.default is None:
                     raise ValueError(f"{fam.value} needs `{opt.field}` (the paper's G)")
-                data[opt.field] = opt.default
+                data[opt.field] = opt.default_for(fam)
             elif not opt.applies(fam) and value is not None:
                 if value != opt.neutral:
                     raise ValueError(f"`{opt.field}={value}` means nothing for {fam.value} blocks")
                 data[opt.field] = None
         return data
 
+    @model_validator(mode="after")
+    def _mid_needs_factorizing(self) -> Stage:
+        if self.mid not in (None, "out") and self.factorize == "3d":
+            raise ValueError(
+                f"`mid={self.mid}` is the width between factorized convs: "
+                "it needs factorize=2+1d or factorize=1+2d"
+            )
+        return self
+
     @property
     def out_width(self) -> int:
         return self.width * (self.expansion or 1)
+
+    def kernels(self, block: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """The kernels of conv_a and conv_b in block `block` (0-based) of the stage."""
+        a, b = self.kernel_a, self.kernel_b
+        return tuple(a[block % len(a)]), tuple(b[block % len(b)])
 
 
 class Head(_Frozen):

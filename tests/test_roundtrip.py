@@ -92,10 +92,15 @@ OTHER_VALUE = {
     "g": "2",
     "expansion": "2",
     "stride-at": "first",
+    "kernel-a": "3x1x1/1x1x1",
+    "kernel-b": "1x3x3",
     "factorize": "2+1d",
+    "mid": "matched",
     "ip-relu": "on",
     "project": "off",
 }
+# what an option needs written beside it to mean something
+BESIDE = {"mid": "factorize=2+1d "}
 
 
 @pytest.mark.parametrize("option", BLOCK_OPTIONS, ids=[o.key for o in BLOCK_OPTIONS])
@@ -108,7 +113,10 @@ def test_every_block_option_is_read_printed_and_refused_where_it_does_not_apply(
     family = takers[0]
     needs_g = "" if option.key == "g" or not family.uses_groups else " g=2"
     written = f"{option.key}={OTHER_VALUE[option.key]}"
-    net = csnspec.parse(f"{head}stages {family.value}{needs_g} {written} x [1] widths=[64]\n")
+    beside = BESIDE.get(option.key, "")
+    net = csnspec.parse(
+        f"{head}stages {family.value}{needs_g} {beside}{written} x [1] widths=[64]\n"
+    )
     assert written in csnspec.format_spec(net)
     roundtrip(net)
     for family in refusers:
