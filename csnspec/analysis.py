@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork
+from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork, SqueezeExcite
 from .schema import weight_shape
 
 METRICS = ("flops", "params", "bn_params", "interactions", "activations")
@@ -64,6 +64,10 @@ def op_cost(op) -> Cost:
         )
     if isinstance(op, BatchNorm):
         return Cost(bn_params=2 * op.channels, activations=activations)
+    if isinstance(op, SqueezeExcite):
+        # its 1x1x1 convs count as convs (on the pooled map); activations: theirs, the
+        # gate's and the scaled output (the mean and the product cost no multiply-adds)
+        return summed(op_cost(o) for o in op.ops) + Cost(activations=activations)
     return Cost(activations=activations)
 
 

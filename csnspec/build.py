@@ -4,6 +4,7 @@ and checks option meanings, pointing every error at the token that caused it."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import lark
@@ -48,10 +49,12 @@ STAGE_OPTIONS = {**BLOCK_OPTION_KINDS, "width": "int", "stride": "dims", "pool":
 CYCLE_ELEMENT = {"dims-cycle": "dims", "number-cycle": "number"}
 NORM_OPTIONS = {"eps": "number", "momentum": "number"}
 STEM_OPTIONS = {
-    "conv": {"out": "int", "stride": "dims", "padding": "dims"},
+    "conv": {"out": "int", "stride": "dims", "padding": "dims", "groups": "int", "norm": "bool"},
     "maxpool": {"stride": "dims", "padding": "dims"},
 }
-HEAD_LAYERS = ("avgpool", "dropout", "fc")
+HEAD_LAYERS = ("conv", "avgpool", "dropout", "fc")
+HEAD_CONV_OPTIONS = {"out": "int", "norm": "bool"}
+HEAD_ORDER = "the head is `[conv ...,] avgpool[, conv ...][, dropout P], fc` in that order"
 
 
 @dataclass
@@ -350,6 +353,8 @@ def _value(node, kind, key: lark.Token) -> Opt:
         return Opt(key, finite_number(tok, f"`{name}`"), [tok])
     if kind == "dims":
         return Opt(key, _dims(tok, 3, f"`{name}` (time x height x width)"), [tok])
+    if kind == "number-cycle":  # one value; alternation (`a/b`) is read by the grammar's `/`
+        return Opt(key, (_value(tok, "number", key).value,), [tok])
     if kind == "bool":
         word = str(tok).lower()
         if word not in BOOLEANS:
@@ -460,7 +465,7 @@ def _stem(statement: lark.Tree, spans: dict) -> list:
 
 
 def _head(statement: lark.Tree, spans: dict) -> dict:
-    head: dict = {}
+    head: dict = {"convs": [], "post_convs": []}
     order = []
     for layer in _layers(statement):
         kind = layer.children[0]
@@ -469,15 +474,22 @@ def _head(statement: lark.Tree, spans: dict) -> dict:
             raise CsnError(
                 f"unknown head layer '{kind}'",
                 Span.of(kind),
-                hint=did_you_mean(name, HEAD_LAYERS) or "the head is `avgpool[, dropout P], fc`",
+                hint=did_you_mean(name, HEAD_LAYERS) or HEAD_ORDER,
             )
-        if name in order:
+        if name in order and name != "conv":
             raise CsnError(f"duplicate head layer '{kind}'", Span.of(kind))
+        arg = next((c for c in layer.children[1:] if isinstance(c, lark.Token)), None)
+        if name == "conv":
+            where = "post_convs" if "avgpool" in order else "convs"
+            head[where].append(
+                _head_conv(layer, kind, arg, f"head.{where}.{len(head[where])}", spans)
+            )
+            order.append(name)
+            continue
         if _options_of(layer):
             raise CsnError(
                 f"head {kind} takes no options", Span.of(_options_of(layer)[0].children[0])
             )
-        arg = next((c for c in layer.children[1:] if isinstance(c, lark.Token)), None)
         if name == "avgpool" and arg is not None:
             head["window"] = _dims(arg, 3, "the avgpool window (time x height x width)")
             spans["head.window"] = Span.of(arg)
@@ -490,14 +502,35 @@ def _head(statement: lark.Tree, spans: dict) -> dict:
             raise CsnError(f"head {kind} takes no value", Span.of(arg))
         order.append(name)
         spans[f"head.{name}"] = Span.of(kind)
-    expected = [n for n in HEAD_LAYERS if n in order]
-    if order != expected or "avgpool" not in order or "fc" not in order:
+    # conv* avgpool conv* dropout? fc
+    letters = "".join(name[0] for name in order)
+    if not re.fullmatch(r"c*ac*d?f", letters):
         raise CsnError(
-            "the head is `avgpool[, dropout P], fc` in that order",
+            HEAD_ORDER,
             Span.of(statement.children[0]),
             hint="every network ends with a pool and a fully-connected layer",
         )
     return head
+
+
+def _head_conv(layer: lark.Tree, kind, arg, field: str, spans: dict) -> dict:
+    """A head `conv TxHxW out=N [norm=off]`."""
+    if arg is None or arg.type != "DIMS":
+        raise CsnError(
+            "a head conv needs its kernel size", Span.of(kind), hint="e.g. `conv 1x1x1 out=2048`"
+        )
+    conv = {"kernel": _dims(arg, 3, "the conv kernel (time x height x width)")}
+    spans[field] = Span.of(kind)
+    spans[f"{field}.kernel"] = Span.of(arg)
+    opts = _options(_options_of(layer), HEAD_CONV_OPTIONS, "head conv")
+    if "out" not in opts:
+        raise CsnError(
+            "a head conv needs its output width", Span.of(kind), hint="add e.g. `out=2048`"
+        )
+    for key, opt in opts.items():
+        conv[key] = opt.value
+        spans[f"{field}.{key}"] = Span.of(opt.tokens[0])
+    return conv
 
 
 def _family(tok: lark.Token) -> Family:
@@ -559,7 +592,7 @@ def _block_options(family: Family, family_token, opts: dict[str, Opt]) -> dict:
             continue
         if option.key in opts:
             out[option.field] = opts[option.key].value
-        elif option.default is None:
+        elif option.default_for(family) is None:
             raise CsnError(
                 f"{family.value} needs {option.needs}",
                 Span.of(family_token),

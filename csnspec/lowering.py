@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import lru_cache
-from math import gcd, prod
+from math import gcd, lcm, prod
 
 from .errors import CsnError
 from .ops import (
@@ -26,11 +26,27 @@ from .ops import (
     MaxPool,
     ReLU,
     Sequence,
+    Sigmoid,
+    SqueezeExcite,
     Stage,
+    Swish,
 )
 from .spec import Family, Network
 
-_DEPTHWISE = {Family.BOTTLENECK_D, Family.BOTTLENECK_DG, Family.BOTTLENECK_IP}
+_DEPTHWISE = {Family.BOTTLENECK_D, Family.BOTTLENECK_DG, Family.BOTTLENECK_IP, Family.X3D}
+
+
+def round_width(width: int, ratio: float, divisor: int = 8) -> int:
+    """The reduced width of a squeeze-excitation: PyTorchVideo's `round_width(width, ratio)`
+    (pytorchvideo/layers/utils.py): the nearest multiple of 8, at least 8, and not below 90 %
+    of width * ratio."""
+    exact = width * ratio
+    out = max(divisor, int(exact + divisor / 2) // divisor * divisor)
+    if out < 0.9 * exact:
+        out += divisor
+    return int(out)
+
+
 _AXES = ("frames", "height", "width")
 
 
@@ -92,6 +108,13 @@ class _Lowering:
                     shape, layer.kernel, layer.stride, layer.padding, "the stem conv", key
                 )
                 out = (layer.out,) + out[1:]
+                if shape[0] % layer.groups or layer.out % layer.groups:
+                    raise self.error(
+                        (f"stem.{i}.groups", f"stem.{i}"),
+                        f"groups={layer.groups} does not divide the {shape[0]} input and "
+                        f"{layer.out} output channels of the stem conv",
+                        hint=f"a channel-wise conv has groups=out={shape[0]}",
+                    )
                 stem_ops.append(
                     Conv3d(
                         f"stem.conv{n}",
@@ -102,12 +125,14 @@ class _Lowering:
                         layer.kernel,
                         layer.stride,
                         layer.padding,
+                        layer.groups,
                     )
                 )
-                stem_ops.append(
-                    BatchNorm(f"stem.bn{n}", out, out, layer.out, self.eps, self.momentum)
-                )
-                stem_ops.append(ReLU(f"stem.relu{n}", out, out))
+                if layer.norm:
+                    stem_ops.append(
+                        BatchNorm(f"stem.bn{n}", out, out, layer.out, self.eps, self.momentum)
+                    )
+                    stem_ops.append(ReLU(f"stem.relu{n}", out, out))
             else:
                 out = self.shape_after(
                     shape, layer.kernel, layer.stride, layer.padding, "the stem maxpool", key
@@ -122,11 +147,13 @@ class _Lowering:
         for stage_index, stage in enumerate(net.stages):
             blocks = []
             stage_in = shape
+            # blocks repeat with the period of the stage's cycled options (kernels, SE)
+            period = lcm(len(stage.kernel_a), len(stage.kernel_b), len(stage.se or (0,)))
             for block_index in range(stage.blocks):
                 name = f"layer{stage_index + 1}.{block_index}"
-                same_kernels = stage.kernels(block_index) == stage.kernels(1)
-                if block_index >= 2 and blocks[1].in_shape == shape and same_kernels:
-                    block = _renamed_block(blocks[1], name)
+                model = block_index - period
+                if model >= 1 and blocks[model].in_shape == shape:
+                    block = _renamed_block(blocks[model], name)
                 else:
                     block = _BlockLowering(
                         self,
@@ -136,6 +163,7 @@ class _Lowering:
                         shape=shape,
                         stride=stage.stride if block_index == 0 else (1, 1, 1),
                         kernels=stage.kernels(block_index),
+                        se=stage.se_ratio(block_index),
                     ).run()
                 blocks.append(block)
                 shape = block.out_shape
@@ -160,6 +188,10 @@ class _Lowering:
 
         head_in = shape
         head_ops: list = []
+        convs = 0  # head convs are numbered through: conv1, conv2, ... (as stem convs are)
+        for i, conv in enumerate(net.head.convs):
+            convs += 1
+            shape = self.head_conv(head_ops, conv, convs, shape, f"head.convs.{i}")
         if net.head.window is not None:
             k = net.head.window
             out = (shape[0],) + tuple(shape[i + 1] - k[i] + 1 for i in range(3))
@@ -172,6 +204,9 @@ class _Lowering:
                 )
             head_ops.append(AvgPool("head.window_pool", shape, out, k))
             shape = out
+        for i, conv in enumerate(net.head.post_convs):
+            convs += 1
+            shape = self.head_conv(head_ops, conv, convs, shape, f"head.post_convs.{i}")
         pooled = (shape[0],)
         head_ops.append(GlobalAvgPool("head.pool", shape, pooled))
         if net.head.dropout > 0:
@@ -180,12 +215,34 @@ class _Lowering:
         head = Sequence("head", tuple(head_ops), head_in, (net.classes,))
         return LoweredNetwork(net, net.name, tuple(net.input), stem, tuple(stages), head)
 
+    def head_conv(self, ops: list, conv, n: int, shape, field: str):
+        """Append head conv `n` (+ BN unless norm=off) + ReLU; return its output shape."""
+        pad = tuple(k // 2 for k in conv.kernel)
+        out = self.shape_after(shape, conv.kernel, (1, 1, 1), pad, "the head conv", field)
+        out = (conv.out,) + out[1:]
+        ops.append(
+            Conv3d(f"head.conv{n}", shape, out, shape[0], conv.out, conv.kernel, (1, 1, 1), pad)
+        )
+        if conv.norm:
+            ops.append(BatchNorm(f"head.bn{n}", out, out, conv.out, self.eps, self.momentum))
+        ops.append(ReLU(f"head.relu{n}", out, out))
+        return out
+
 
 class _BlockLowering:
     """One residual block: the branch of its family, the shortcut and the merge."""
 
     def __init__(
-        self, low: _Lowering, *, stage_index: int, stage, prefix: str, shape, stride, kernels
+        self,
+        low: _Lowering,
+        *,
+        stage_index: int,
+        stage,
+        prefix: str,
+        shape,
+        stride,
+        kernels,
+        se=0,
     ):
         self.low, self.stage_index, self.stage, self.prefix = low, stage_index, stage, prefix
         self.shape = shape
@@ -195,8 +252,21 @@ class _BlockLowering:
         self.ops: list = []
         cin = shape[0]
         cout = stage.out_width
+        inner = stage.inner_width
+        if inner < 1:
+            raise low.error(
+                (f"stages.{stage_index}.expansion", f"stages.{stage_index}.width"),
+                f"expansion={stage.expansion} leaves {prefix} no inner channels "
+                f"(int({stage.expansion} * {stage.width}) = 0)",
+                hint="use a larger expansion or width",
+            )
         self.params = BlockParams(
-            cin, stage.width, cout, stride, cin != cout or stride != (1, 1, 1)
+            cin,
+            inner,
+            cout,
+            stride,
+            cin != cout or stride != (1, 1, 1),
+            se_width=round_width(inner, se) if se else 0,
         )
 
     # -- op helpers -------------------------------------------------------------------------
@@ -357,6 +427,20 @@ class _BlockLowering:
         self.mids[slot] = mid
         return mid, f"mid_{slot}"
 
+    def squeeze_excite(self):
+        """SE on conv_b's output: mean -> 1x1x1 conv (bias) -> ReLU -> 1x1x1 conv (bias) ->
+        sigmoid, scaling the input channel by channel (fvcore's SqueezeExcitation)."""
+        c, r, name = self.shape[0], self.params.se_width, f"{self.prefix}.se"
+        pooled, reduced = (c, 1, 1, 1), (r, 1, 1, 1)
+        ones, zeros = (1, 1, 1), (0, 0, 0)
+        ops = (
+            Conv3d(f"{name}.reduce", pooled, reduced, c, r, ones, ones, zeros, bias=True),
+            ReLU(f"{name}.relu", reduced, reduced),
+            Conv3d(f"{name}.expand", reduced, pooled, r, c, ones, ones, zeros, bias=True),
+            Sigmoid(f"{name}.gate", pooled, pooled),
+        )
+        self.ops.append(SqueezeExcite(name, self.shape, self.shape, c, r, ops, "width", "se_width"))
+
     def relu(self, slot):
         self.ops.append(ReLU(f"{self.prefix}.relu_{slot}", self.shape, self.shape))
 
@@ -385,7 +469,7 @@ class _BlockLowering:
     def run(self) -> Block:
         stage, params = self.stage, self.params
         block_in = self.shape
-        if stage.family.is_bottleneck:
+        if stage.family.has_conv_b:
             self.bottleneck()
         else:
             self.simple()
@@ -416,6 +500,10 @@ class _BlockLowering:
                 _renamed(shortcut[0], f"{self.prefix}.shortcut_conv"),
                 _renamed(shortcut[1], f"{self.prefix}.shortcut_bn"),
             )
+            if stage.family is Family.X3D and params.in_channels == params.out_channels:
+                # PyTorchVideo's create_x3d_res_block norms the projection only where the
+                # width changes: a strided projection to the same width is the conv alone
+                shortcut = shortcut[:1]
         merge = (
             Add(f"{self.prefix}.add", branch_out, branch_out),
             ReLU(f"{self.prefix}.relu", branch_out, branch_out),
@@ -475,7 +563,12 @@ class _BlockLowering:
             stride_ref=middle_ref,
             factorize=factorized,
         )
-        self.relu("b")
+        if params.se_width:
+            self.squeeze_excite()
+        if stage.act_b == "swish":
+            self.ops.append(Swish(f"{self.prefix}.swish_b", self.shape, self.shape))
+        else:
+            self.relu("b")
         self.conv(
             "c",
             params.width,
@@ -552,7 +645,7 @@ def _renamed_block(block: Block, name: str) -> Block:
     cut = len(block.name)
 
     def renamed(ops):
-        return tuple([op._make((name + op.name[cut:], *op[1:])) for op in ops])
+        return tuple([_renamed_op(op, name, cut) for op in ops])
 
     return Block(
         name,
@@ -565,6 +658,13 @@ def _renamed_block(block: Block, name: str) -> Block:
         merge=renamed(block.merge),
         repeats=block.name,
     )
+
+
+def _renamed_op(op, name: str, cut: int):
+    op = op._make((name + op.name[cut:], *op[1:]))
+    if isinstance(op, SqueezeExcite):
+        op = op._replace(ops=tuple(_renamed_op(o, name, cut) for o in op.ops))
+    return op
 
 
 def _renamed(op, name):

@@ -60,6 +60,22 @@ class ReLU(NamedTuple):
     kind = "relu"
 
 
+class Swish(NamedTuple):
+    """x * sigmoid(x) (SiLU): X3D's activation after conv_b."""
+
+    name: str
+    in_shape: Shape
+    out_shape: Shape
+    kind = "swish"
+
+
+class Sigmoid(NamedTuple):
+    name: str
+    in_shape: Shape
+    out_shape: Shape
+    kind = "sigmoid"
+
+
 class MaxPool(NamedTuple):
     name: str
     in_shape: Shape
@@ -89,6 +105,27 @@ class GlobalAvgPool(NamedTuple):
     kind = "global_avgpool"
 
 
+class SqueezeExcite(NamedTuple):
+    """Squeeze-excitation (Hu et al.; fvcore's SqueezeExcitation): x * gate(mean(x)).
+
+    `ops` run on the (C, 1, 1, 1) mean of the input over frames, height and width: a 1x1x1
+    conv to `reduced` channels with bias, ReLU, a 1x1x1 conv back with bias, sigmoid; their
+    names are "<name>.reduce", "<name>.relu", "<name>.expand", "<name>.gate". The output is
+    the input scaled channel by channel by the gate. `reduced_ref` names the block parameter
+    that holds `reduced` ("se_width"), `channels_ref` the one that holds `channels`.
+    """
+
+    name: str
+    in_shape: Shape
+    out_shape: Shape
+    channels: int
+    reduced: int
+    ops: tuple  # (Conv3d reduce, ReLU, Conv3d expand, Sigmoid gate)
+    channels_ref: str | None = None
+    reduced_ref: str | None = None
+    kind = "squeeze_excite"
+
+
 class Dropout(NamedTuple):
     name: str
     in_shape: Shape
@@ -116,7 +153,20 @@ class Add(NamedTuple):
     kind = "add"
 
 
-Op = Conv3d | BatchNorm | ReLU | MaxPool | AvgPool | GlobalAvgPool | Dropout | Linear | Add
+Op = (
+    Conv3d
+    | BatchNorm
+    | ReLU
+    | Swish
+    | Sigmoid
+    | MaxPool
+    | AvgPool
+    | GlobalAvgPool
+    | SqueezeExcite
+    | Dropout
+    | Linear
+    | Add
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +182,7 @@ class BlockParams:
     # output width (`mid=matched`, `mid=matched-block`); None elsewhere
     mid_a: int | None = None
     mid_b: int | None = None
+    se_width: int = 0  # the reduced width of the block's squeeze-excitation; 0: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +195,8 @@ class Block:
     in_shape: Shape
     out_shape: Shape
     residual: tuple[Op, ...]  # the branch: convs, norms, activations
-    shortcut: tuple[Op, ...]  # the projection (1x1x1 conv + BN), or empty for identity
+    # the projection (1x1x1 conv + BN; x3d: the conv alone where the width stays), or empty
+    shortcut: tuple[Op, ...]
     merge: tuple[Op, ...]  # add, then ReLU
     # The block this one repeats exactly but for its names (the blocks after the second in a
     # stage): lowering copies its ops renamed, analysis reuses its cost.

@@ -44,6 +44,8 @@ def _block_options(stage: Stage, after_counts: bool = False, stages=None) -> lis
             continue
         if isinstance(value, bool):
             value = "on" if value else "off"
+        elif isinstance(value, float):
+            value = _num(value)
         out.append(f"{option.key}={value}")
     return out
 
@@ -54,7 +56,11 @@ _PER_STAGE = {opt.field: None for opt in BLOCK_OPTIONS if opt.cycles} | {"pool":
 
 def _stem(net: Network) -> str | None:
     layers = [layer.model_dump() for layer in net.stem]
-    default = [{**d, "padding": tuple(k // 2 for k in d["kernel"])} for d in DEFAULT_STEM]
+    default = [
+        {**d, "padding": tuple(k // 2 for k in d["kernel"])}
+        | ({"groups": 1, "norm": True} if d["kind"] == "conv" else {})
+        for d in DEFAULT_STEM
+    ]
     if layers == default:
         return None
     if not layers:
@@ -68,8 +74,16 @@ def _stem(net: Network) -> str | None:
             words.append(f"stride={_dims(layer.stride)}")
         if tuple(layer.padding) != tuple(k // 2 for k in layer.kernel):
             words.append(f"padding={_dims(layer.padding)}")
+        if layer.kind == "conv" and layer.groups != 1:
+            words.append(f"groups={layer.groups}")
+        if layer.kind == "conv" and not layer.norm:
+            words.append("norm=off")
         items.append(" ".join(words))
     return "stem " + ", ".join(items)
+
+
+def _head_convs(convs) -> list[str]:
+    return [f"conv {_dims(c.kernel)} out={c.out}" + ("" if c.norm else " norm=off") for c in convs]
 
 
 def _stages(net: Network) -> list[str]:
@@ -122,8 +136,11 @@ def format_spec(net: Network) -> str:
     if stem:
         lines.append(stem)
     lines += _stages(net)
-    if net.head.window is not None or net.head.dropout:
-        items = ["avgpool" + (f" {_dims(net.head.window)}" if net.head.window else "")]
+    head = net.head
+    if head.window is not None or head.dropout or head.convs or head.post_convs:
+        items = _head_convs(head.convs)
+        items.append("avgpool" + (f" {_dims(head.window)}" if head.window else ""))
+        items += _head_convs(head.post_convs)
         if net.head.dropout:
             items.append(f"dropout {_num(net.head.dropout)}")
         items.append("fc")

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from .errors import CsnError
-from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork
+from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork, SqueezeExcite
 
 # BatchNorm's tensors, in the order torch's state_dict lists them; the last two are statistics
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -65,6 +65,8 @@ def op_tensors(op) -> tuple[Tensor, ...]:
             )
             for field in BN_TENSORS
         )
+    if isinstance(op, SqueezeExcite):
+        return tuple(t for sub in op.ops for t in op_tensors(sub))
     return ()
 
 

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Upper bounds keep every spec small enough to lower and analyse at once: a mistyped
 # `x [33333333333]` is refused here instead of hanging the lowering loop.
@@ -42,10 +49,17 @@ class Family(str, Enum):
     BOTTLENECK_D = "bottleneck-D"
     BOTTLENECK_DG = "bottleneck-DG"
     BOTTLENECK_IP = "bottleneck-IP"
+    X3D = "x3d"  # X3D's inverted bottleneck (PyTorchVideo create_x3d_bottleneck_block)
 
     @property
     def is_bottleneck(self) -> bool:
         return self.value.startswith("bottleneck")
+
+    @property
+    def has_conv_b(self) -> bool:
+        """Whether the block has a middle conv_b between 1x1x1 convs (bottleneck families, x3d):
+        the families that take squeeze-excitation and a choice of activation after it."""
+        return self.is_bottleneck or self is Family.X3D
 
     @property
     def uses_groups(self) -> bool:
@@ -111,12 +125,27 @@ def _every_family(family: Family) -> bool:
 
 
 def _kernel_a(family: Family) -> tuple:
-    # conv_a is the 1x1x1 reduction of a bottleneck, the first 3x3x3 conv of a simple block
-    return ((1, 1, 1),) if family.is_bottleneck else ((3, 3, 3),)
+    # conv_a is the 1x1x1 reduction (expansion for x3d) of a bottleneck, the first 3x3x3 conv
+    # of a simple block
+    return ((1, 1, 1),) if family.has_conv_b else ((3, 3, 3),)
 
 
 def _kernel_b(family: Family) -> tuple:
     return ((3, 3, 3),)
+
+
+# X3D's own defaults (PyTorchVideo create_x3d): inner width 2.25x the output, SE (ratio 1/16)
+# in blocks 1, 3, 5, ... of every stage, swish after the middle conv
+def _expansion(family: Family):
+    return 2.25 if family is Family.X3D else 4
+
+
+def _se(family: Family) -> tuple:
+    return (0.0625, 0) if family is Family.X3D else (0,)
+
+
+def _act_b(family: Family) -> str:
+    return "swish" if family is Family.X3D else "relu"
 
 
 # The one table of block options: build.py reads specs with it, Stage fills defaults and
@@ -136,9 +165,9 @@ BLOCK_OPTIONS = (
     BlockOption(
         "expansion",
         "expansion",
-        "int",
-        lambda f: f.is_bottleneck,
-        4,
+        "number",  # whole for bottleneck families (Stage checks), fractional for x3d
+        lambda f: f.has_conv_b,
+        _expansion,
         1,
         "simple blocks have no expansion",
         after_counts=True,
@@ -163,6 +192,24 @@ BLOCK_OPTIONS = (
         "out",
         "out",
         "grouped and channel-separated convs keep their width between the factorized convs",
+    ),
+    BlockOption(
+        "se",
+        "se",
+        "number-cycle",
+        lambda f: f.has_conv_b,
+        _se,
+        (0,),
+        "squeeze-excitation follows the middle conv of bottleneck and x3d blocks",
+    ),
+    BlockOption(
+        "act-b",
+        "act_b",
+        ("relu", "swish"),
+        lambda f: f.has_conv_b,
+        _act_b,
+        "relu",
+        "simple blocks have ReLUs only",
     ),
     BlockOption(
         "ip-relu",
@@ -200,13 +247,15 @@ class Norm(_Frozen):
 
 
 class StemConv(_Frozen):
-    """A stem convolution, followed by BatchNorm and ReLU."""
+    """A stem convolution, followed by BatchNorm and ReLU unless `norm` is off."""
 
     kind: Literal["conv"] = "conv"
     kernel: Dims3
     out: PositiveInt
     stride: Dims3 = (1, 1, 1)
     padding: Pads3
+    groups: PositiveInt = 1  # out == groups == input channels: channel-wise (X3D's conv_t)
+    norm: bool = True  # False: the conv alone (X3D's conv_xy, followed directly by conv_t)
 
 
 class StemPool(_Frozen):
@@ -235,8 +284,9 @@ StemLayer = Annotated[StemConv | StemPool, Field(discriminator="kind")]
 class Stage(_Frozen):
     """A run of `blocks` residual blocks of one family; the first carries the stride.
 
-    `width` is the block's inner width (bottleneck) or its output width (simple);
-    a bottleneck block outputs `width * expansion` channels.
+    `width` is the block's inner width (bottleneck) or its output width (simple, x3d);
+    a bottleneck block outputs `width * expansion` channels, an x3d block widens to
+    `int(width * expansion)` inside.
     """
 
     family: Family
@@ -244,7 +294,8 @@ class Stage(_Frozen):
     width: PositiveInt
     stride: Dims3 = (1, 1, 1)
     groups: PositiveInt | None = None  # the paper's G; None where the family has none
-    expansion: PositiveInt | None = None  # bottleneck families only
+    # bottleneck families: a whole number; x3d: any, its inner width is int(expansion * width)
+    expansion: PositiveInt | Annotated[float, Field(gt=0, le=MAX_SIZE)] | None = None
     stride_at: Literal["middle", "first"] | None = None  # bottleneck families only
     # the kernels of conv_a and conv_b, cycled over the blocks (None: the family's default)
     kernel_a: Annotated[tuple[Dims3, ...], Field(min_length=1, max_length=MAX_CYCLE)] | None = None
@@ -256,6 +307,9 @@ class Stage(_Frozen):
     # (matched with the block's input width and width, for every conv: torchvision)
     mid: Literal["out", "matched", "matched-block"] | None = None
     ip_relu: bool | None = None  # bottleneck-IP only
+    # squeeze-excitation ratios cycled over the stage's blocks (0: none); bottleneck and x3d
+    se: tuple[Annotated[float, Field(ge=0, le=1)], ...] | None = None
+    act_b: Literal["relu", "swish"] | None = None  # the activation after conv_b (and SE)
     project: bool | None = None  # simple-D only
     pool: Dims3 | None = None  # a max-pool after the stage: kernel = stride, no padding
 
@@ -271,6 +325,9 @@ class Stage(_Frozen):
         except ValueError:
             return data  # reported by the field's own validation
         data = dict(data)
+        expansion = data.get("expansion")
+        if isinstance(expansion, float) and expansion.is_integer():
+            data["expansion"] = int(expansion)  # `expansion=4` reads as a number
         for opt in BLOCK_OPTIONS:
             if opt.cycles and isinstance(data.get(opt.field), (tuple, list)):
                 data[opt.field] = shortest_cycle(tuple(data[opt.field]))
@@ -278,7 +335,7 @@ class Stage(_Frozen):
                 continue  # an ordinary field with a default
             value = data.get(opt.field)
             if opt.applies(fam) and value is None:
-                if opt.default is None:
+                if opt.default_for(fam) is None:
                     raise ValueError(f"{fam.value} needs `{opt.field}` (the paper's G)")
                 data[opt.field] = opt.default_for(fam)
             elif not opt.applies(fam) and value is not None:
@@ -296,9 +353,38 @@ class Stage(_Frozen):
             )
         return self
 
+    @field_validator("expansion")
+    @classmethod
+    def _whole_expansion(cls, value, info: ValidationInfo):
+        family = info.data.get("family")
+        if family is not None and family.is_bottleneck and value != int(value):
+            raise ValueError(f"a {family.value} block's expansion is a whole number, got {value}")
+        return value
+
+    @field_validator("se")
+    @classmethod
+    def _some_ratio(cls, value):
+        if value is not None and not value:
+            raise ValueError("`se` needs at least one ratio")
+        return value
+
+    @property
+    def inner_width(self) -> int:
+        """The width of conv_b: `width` (bottleneck, simple), or int(expansion * width) for
+        x3d, whose `width` is the block's output (PyTorchVideo's `int(bottleneck_factor * dim_out)`)."""
+        if self.family is Family.X3D:
+            return int(self.expansion * self.width)
+        return self.width
+
     @property
     def out_width(self) -> int:
-        return self.width * (self.expansion or 1)
+        if self.family is Family.X3D:
+            return self.width
+        return self.width * int(self.expansion or 1)
+
+    def se_ratio(self, block: int) -> float:
+        """The squeeze-excitation ratio of the stage's block `block` (0-based); 0: none."""
+        return self.se[block % len(self.se)] if self.se else 0
 
     def kernels(self, block: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """The kernels of conv_a and conv_b in block `block` (0-based) of the stage."""
@@ -306,10 +392,26 @@ class Stage(_Frozen):
         return tuple(a[block % len(a)]), tuple(b[block % len(b)])
 
 
-class Head(_Frozen):
-    """Average pool (global, or a fixed window then global), optional dropout, fc."""
+class HeadConv(_Frozen):
+    """A head convolution ('same' padding, stride 1), followed by BatchNorm (unless `norm` is
+    off) and ReLU: X3D's 1x1x1 convs before and after its pool."""
 
+    kernel: Dims3
+    out: PositiveInt
+    norm: bool = True
+
+
+class Head(_Frozen):
+    """Convs, average pool (global, or a fixed window then global), optional dropout, fc.
+
+    `convs` come before the window pool, `post_convs` after it; the global average always
+    follows the last of them (for an fc after a window pool covering the whole map, this is
+    PyTorchVideo's X3D head, which applies its fc per position and averages after).
+    """
+
+    convs: tuple[HeadConv, ...] = ()
     window: Dims3 | None = None  # PyTorchVideo's fixed-window pool (stride 1)
+    post_convs: tuple[HeadConv, ...] = ()
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 

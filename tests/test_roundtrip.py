@@ -98,6 +98,8 @@ OTHER_VALUE = {
     "mid": "matched",
     "ip-relu": "on",
     "project": "off",
+    "se": "0.25",
+    "act-b": "swish",
 }
 # what an option needs written beside it to mean something
 BESIDE = {"mid": "factorize=2+1d "}

@@ -15,7 +15,17 @@ from dataclasses import dataclass, replace
 from functools import cache
 
 from ..errors import CsnError
-from ..ops import Add, BatchNorm, Block, Conv3d, LoweredNetwork, MaxPool, ReLU
+from ..ops import (
+    Add,
+    BatchNorm,
+    Block,
+    Conv3d,
+    LoweredNetwork,
+    MaxPool,
+    ReLU,
+    SqueezeExcite,
+    Swish,
+)
 from ..spec import Family
 from .common import check_attr_path, check_identifier, check_network_name, class_name, dims, num
 
@@ -38,6 +48,7 @@ RESERVED = frozenset(
         "DEPTHWISE_IMPLS",
         "JAX_DEPTHWISE_IMPLS",
         "DepthwiseConv3d",
+        "SqueezeExcite",
         "DepthwiseConv",
         "depthwise_conv3d",
         "torch",
@@ -86,6 +97,7 @@ FAMILY_CLASS = {
     Family.BOTTLENECK_D: "BottleneckD",
     Family.BOTTLENECK_DG: "BottleneckDG",
     Family.BOTTLENECK_IP: "BottleneckIP",
+    Family.X3D: "X3DBlock",
 }
 
 FAMILY_FIGURE = {
@@ -97,6 +109,7 @@ FAMILY_FIGURE = {
     Family.BOTTLENECK_D: "Figure 4c, ir-CSN",
     Family.BOTTLENECK_DG: "Figure 4d",
     Family.BOTTLENECK_IP: "Figure 2b, ip-CSN",
+    Family.X3D: "X3D's inverted bottleneck, Feichtenhofer 2020",
 }
 
 # A block class's constructor parameters, in order, with their types and call-site defaults.
@@ -107,6 +120,7 @@ PARAM_TYPES = {
     "mid_a": "int",  # the width between conv_a's factorized halves (mid=matched...)
     "mid_b": "int",
     "groups": "int",
+    "se_width": "int",
     "stride": "tuple[int, int, int]",
     "shortcut": "bool",
 }
@@ -117,7 +131,10 @@ STRIDE = {
     "stride_t": "(stride[0], 1, 1)",
     "stride_hw": "(1, stride[1], stride[2])",
 }
-_REFS = {"in_channels", "width", "out_channels", "mid_a", "mid_b"} | set(STRIDE)
+_REFS = {"in_channels", "width", "out_channels", "mid_a", "mid_b", "se_width"} | set(STRIDE)
+# The names of a squeeze-excitation's sub-ops (ops.SqueezeExcite), which the backends' one
+# `SqueezeExcite` class holds under the same names.
+SE_PARTS = ("reduce", "relu", "expand", "gate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +208,22 @@ class NormShape:
 
 @dataclass(frozen=True, slots=True)
 class ActShape:
-    kind: str  # "relu" or "add"
+    kind: str  # "relu", "swish" or "add"
     name: str
 
 
-Shape = ConvShape | NormShape | ActShape
+@dataclass(frozen=True, slots=True)
+class SEShape:
+    """A squeeze-excitation: the module's `SqueezeExcite(channels, reduced)`."""
+
+    name: str
+    channels: Value
+    reduced: Value
+
+    kind = "squeeze_excite"
+
+
+Shape = ConvShape | NormShape | ActShape | SEShape
 
 
 def is_depthwise(cin: Value, cout: Value, groups: Value, bias: bool) -> bool:
@@ -243,8 +271,15 @@ def op_shape(op, block: Block | None, parent: str | None = None) -> Shape:
         )
     if isinstance(op, BatchNorm):
         return NormShape(name, _value(op.channels_ref, op.channels), op.eps, op.momentum, op.last)
-    if isinstance(op, (ReLU, Add)):
+    if isinstance(op, (ReLU, Swish, Add)):
         return ActShape(op.kind, name)
+    if isinstance(op, SqueezeExcite):
+        parts = tuple(local_name(o, op.name) for o in op.ops)
+        if parts != SE_PARTS or [o.kind for o in op.ops] != ["conv3d", "relu", "conv3d", "sigmoid"]:
+            raise CsnError(f"{op.name} is not reduce, relu, expand, gate")
+        channels = _value(op.channels_ref, op.channels)
+        reduced = _value(op.reduced_ref, op.reduced)
+        return SEShape(name, channels, reduced)
     raise CsnError(f"a {op.kind} op cannot appear in a residual block ({op.name})")
 
 
@@ -289,6 +324,8 @@ class BlockClass:
                 if isinstance(s, ConvShape)
                 else (s.channels,)
                 if isinstance(s, NormShape)
+                else (s.channels, s.reduced)
+                if isinstance(s, SEShape)
                 else ()
             )
             used.update(v.param for v in values if isinstance(v, Param))
@@ -322,6 +359,7 @@ class BlockClass:
             "mid_a": num(p.mid_a or 0),
             "mid_b": num(p.mid_b or 0),
             "groups": num(self.groups.get(block.name, 1)),
+            "se_width": num(p.se_width),
             "stride": dims(p.stride),
             "shortcut": repr(p.shortcut is True),
         }
@@ -345,6 +383,8 @@ def _features(residual: tuple) -> list[str]:
         words.append("Project")
     if "relu_ip" in names:
         words.append("IPReLU")
+    if "se" in names:
+        words.append("SE")
     convs = [s for s in residual if isinstance(s, ConvShape)]
     if len(convs) > 2 and convs[0].stride == Param("stride"):  # strided at its first conv
         words.append("StrideFirst")
@@ -387,8 +427,9 @@ def block_classes(low: LoweredNetwork) -> tuple[BlockClass, ...]:
         merge = tuple(op_shape(op, block) for op in block.merge)
         if [s.kind for s in merge] != ["add", "relu"]:
             raise CsnError(f"block {block.name} does not end in add + relu")
-        if [s.name for s in shortcut] not in ([], ["shortcut_conv", "shortcut_bn"]):
-            raise CsnError(f"block {block.name}: a shortcut is shortcut_conv + shortcut_bn")
+        names = [s.name for s in shortcut]
+        if names not in ([], ["shortcut_conv", "shortcut_bn"], ["shortcut_conv"]):
+            raise CsnError(f"block {block.name}: a shortcut is shortcut_conv [+ shortcut_bn]")
         found.append((block.family, residual, shortcut, merge, block.name))
 
     # a literal group count becomes a parameter where one structure occurs with several
@@ -474,6 +515,7 @@ class Model:
     stages: tuple[StageLayout, ...]
     num_features: int  # the classifier's input width
     depthwise: bool  # whether any conv is depthwise (the module then carries the kernels)
+    squeeze_excite: bool = False  # whether any block has SE (the module then defines its class)
 
 
 def model(low: LoweredNetwork) -> Model:
@@ -520,6 +562,7 @@ def model(low: LoweredNetwork) -> Model:
         stages=tuple(stages),
         num_features=int(fc.in_features),
         depthwise=stem_dw or any(c.depthwise for c in classes),
+        squeeze_excite=any(isinstance(s, SEShape) for c in classes for s in c.residual),
     )
 
 

@@ -32,6 +32,8 @@ class Layout:
     `slots` maps, per block family, an IR slot (the op name after "layerS.B.") to a module name
     template, formatted with s = stage number (1-based), b = index in the stage, n = index over
     the whole network. `head` is formatted with `last` (the stage count + 1) and `classes`.
+    With `pool_modules`, a stage's pool (`pool=`) is a module of its own after the stage (as
+    PyTorchVideo's stage1_pool in `blocks`), so s and last count the pools before them too.
     """
 
     name: str
@@ -43,6 +45,7 @@ class Layout:
     # tensor field -> key suffix, for BN and for conv/linear; None: torch's `module.field`
     bn_fields: dict[str, str] | None = None
     fields: dict[str, str] | None = None
+    pool_modules: bool = False
 
     def source_key(self, module: str, op, field: str) -> str | None:
         """The checkpoint key of one tensor of an op (None: this layout does not store it)."""
@@ -61,8 +64,11 @@ class Layout:
                     names[op.name] = self.stem[op.name]
                 else:
                     unsupported.setdefault(f"{self.title} has one stem conv", []).append(op.name)
-        n = 0
-        for s, stage in enumerate(low.stages, start=1):
+        n = pools = 0
+        for i, stage in enumerate(low.stages, start=1):
+            s = i + pools
+            if self.pool_modules and stage.pool is not None:
+                pools += 1
             for b, block in enumerate(stage.blocks):
                 table = self.slots.get(block.family)
                 if table is None:
@@ -82,15 +88,20 @@ class Layout:
                 n += 1
         for op in low.head.ops:
             if isinstance(op, PARAM_OPS):
-                names[op.name] = self.head.format(last=len(low.stages) + 1, classes=classes)
+                names[op.name] = self.head.format(last=self.last(low), classes=classes)
         return names, unsupported
+
+    def last(self, low: LoweredNetwork) -> int:
+        """The index the head's template is formatted with."""
+        pools = sum(st.pool is not None for st in low.stages) if self.pool_modules else 0
+        return len(low.stages) + 1 + pools
 
 
 def _prefixed(prefix: str, table: dict[str, str]) -> dict[str, str]:
     return {slot: prefix + module for slot, module in table.items()}
 
 
-# -- PyTorchVideo (pytorchvideo/models/{csn,resnet,stem,head}.py) -----------------------------
+# -- PyTorchVideo (pytorchvideo/models/{csn,resnet,r2plus1d,stem,head}.py) --------------------
 
 _PTV_BOTTLENECK = _prefixed(
     "blocks.{s}.res_blocks.{b}.",
@@ -103,6 +114,10 @@ _PTV_BOTTLENECK = _prefixed(
         "bn_c": "branch2.norm_c",
         "shortcut_conv": "branch1_conv",
         "shortcut_bn": "branch1_norm",
+        # r2plus1d_r50's conv_b, Conv2plus1d (conv_t, norm, act, conv_xy): `factorize=1+2d`
+        "conv_b_t": "branch2.conv_b.conv_t",
+        "bn_b_t": "branch2.conv_b.norm",
+        "conv_b_s": "branch2.conv_b.conv_xy",
     },
 )
 
@@ -119,6 +134,7 @@ PYTORCHVIDEO = Layout(
         Family.BOTTLENECK_D: _PTV_BOTTLENECK,
     },
     head="blocks.{last}.proj",
+    pool_modules=True,  # create_resnet's stage1_pool (c2d_r50, i3d_r50) is blocks.2
 )
 
 
@@ -136,7 +152,7 @@ _TV_BOTTLENECK = {
 }
 # IPConv3DDepthwise is Sequential(1x1x1 conv, BN, depthwise conv), in conv2's first slot
 _TV_IP = {**_TV_BOTTLENECK, "conv_ip": "conv2.0.0", "bn_ip": "conv2.0.1", "conv_b": "conv2.0.2"}
-_TV_SIMPLE = {  # torchvision BasicBlock with Conv3DSimple (r3d_18)
+_TV_SIMPLE = {  # torchvision BasicBlock with Conv3DSimple / Conv3DNoTemporal (r3d_18, mc3_18)
     "conv_a": "conv1.0",
     "bn_a": "conv1.1",
     "conv_b": "conv2.0",
@@ -144,23 +160,45 @@ _TV_SIMPLE = {  # torchvision BasicBlock with Conv3DSimple (r3d_18)
     "shortcut_conv": "downsample.0",
     "shortcut_bn": "downsample.1",
 }
+# Conv2Plus1D is Sequential(1x3x3 conv, BN, ReLU, 3x1x1 conv) in the conv's first slot, the
+# block's BN after it (`factorize=2+1d`: r2plus1d_18, VMZ's r2plus1d_34 and _152)
+_TV_2PLUS1D = {
+    "conv_a_s": "conv1.0.0",
+    "bn_a_s": "conv1.0.1",
+    "conv_a_t": "conv1.0.3",
+    "conv_b_s": "conv2.0.0",
+    "bn_b_s": "conv2.0.1",
+    "conv_b_t": "conv2.0.3",
+}
+# the stem: BasicStem (conv, BN, ReLU) or R2Plus1dStem (conv, BN, ReLU, conv, BN, ReLU),
+# with VMZ's max-pool after either
+_TV_STEM = {
+    "stem.conv1": "stem.0",
+    "stem.bn1": "stem.1",
+    "stem.conv2": "stem.3",
+    "stem.bn2": "stem.4",
+}
 
+
+_TV_SLOTS = {
+    fam: _prefixed("layer{s}.{b}.", table)
+    for fam, table in (
+        (Family.BOTTLENECK, _TV_BOTTLENECK | _TV_2PLUS1D),
+        (Family.BOTTLENECK_D, _TV_BOTTLENECK),
+        (Family.BOTTLENECK_IP, _TV_IP),
+        (Family.SIMPLE, _TV_SIMPLE | _TV_2PLUS1D),
+    )
+}
 
 VMZ_TORCH = Layout(
-    name="vmz",
-    title="VMZ (PyTorch)",
-    eps=1e-3,
-    stem={"stem.conv1": "stem.0", "stem.bn1": "stem.1"},
-    slots={
-        fam: _prefixed("layer{s}.{b}.", table)
-        for fam, table in (
-            (Family.BOTTLENECK, _TV_BOTTLENECK),
-            (Family.BOTTLENECK_D, _TV_BOTTLENECK),
-            (Family.BOTTLENECK_IP, _TV_IP),
-            (Family.SIMPLE, _TV_SIMPLE),
-        )
-    },
-    head="fc",
+    name="vmz", title="VMZ (PyTorch)", eps=1e-3, stem=_TV_STEM, slots=_TV_SLOTS, head="fc"
+)
+
+
+# -- torchvision (torchvision/models/video/resnet.py: r3d_18, mc3_18, r2plus1d_18) -------------
+
+TORCHVISION = Layout(
+    name="torchvision", title="torchvision", eps=1e-5, stem=_TV_STEM, slots=_TV_SLOTS, head="fc"
 )
 
 
@@ -272,8 +310,9 @@ MMACTION2 = Layout(
 )
 
 
-LAYOUTS = {lay.name: lay for lay in (PYTORCHVIDEO, VMZ_TORCH, VMZ_CAFFE2, MMACTION2)}
-SOURCES = ("pytorchvideo", "vmz", "mmaction2")  # what `--from` takes; vmz covers both VMZ layouts
+LAYOUTS = {lay.name: lay for lay in (PYTORCHVIDEO, VMZ_TORCH, VMZ_CAFFE2, MMACTION2, TORCHVISION)}
+# what `--from` takes; vmz covers both VMZ layouts
+SOURCES = ("pytorchvideo", "vmz", "mmaction2", "torchvision")
 
 
 def detect(source: str, keys) -> Layout | None:

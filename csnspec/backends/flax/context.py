@@ -21,7 +21,7 @@ from ...ops import (
 )
 from .. import common, emit
 from ..common import check_identifier, dims, num, shape_text, wrap
-from ..emit import BlockClass, ConvShape, Literal, NormShape
+from ..emit import BlockClass, ConvShape, Literal, NormShape, SEShape
 
 BN_EPS = 1e-5  # nnx.BatchNorm's default epsilon, as PyTorch's
 
@@ -96,7 +96,10 @@ def _shape_init(s, indent: int) -> str | None:
         return _assign(s.name, conv_call(s), indent)
     if isinstance(s, NormShape):
         return _assign(s.name, bn_call(s), indent)
-    return None  # ReLU is a function in Flax
+    if isinstance(s, SEShape):
+        args = [s.channels.text, s.reduced.text, "rngs=rngs"]
+        return _assign(s.name, ("SqueezeExcite", args), indent)
+    return None  # ReLU and swish are functions in Flax
 
 
 def _op_init(op, attr: str, indent: int) -> str | None:
@@ -118,13 +121,15 @@ def chain(steps, src: str, dst: str, indent: int) -> list[str]:
     """Forward statements for a run of (kind, attr, op) steps: a line per conv and what follows."""
     lines, expr, pad = [], src, " " * indent
     for i, (kind, attr, op) in enumerate(steps):
-        if kind in ("conv3d", "maxpool") and i > 0 and expr != dst:
+        if kind in ("conv3d", "maxpool", "squeeze_excite") and i > 0 and expr != dst:
             lines.append(f"{pad}{dst} = {expr}")
             expr = dst
-        if kind in ("conv3d", "batchnorm"):
+        if kind in ("conv3d", "batchnorm", "squeeze_excite"):
             expr = f"self.{check_identifier(attr)}({expr})"
         elif kind == "relu":
             expr = f"nnx.relu({expr})"
+        elif kind == "swish":
+            expr = f"nnx.swish({expr})"
         elif kind == "maxpool":
             args = [
                 expr,
@@ -156,7 +161,17 @@ def _describe(c: BlockClass) -> str:
             text += " grouped"
         parts.append(text)
     figure = emit.FAMILY_FIGURE[c.family]
-    return f"A {c.family.value} block ({figure}): {' -> '.join(parts)} convs, each with BatchNorm."
+    has_se = any(isinstance(s, SEShape) for s in c.residual)
+    se = ", squeeze-excitation after the second" if has_se else ""
+    convs = " -> ".join(parts)
+    return f"A {c.family.value} block ({figure}): {convs} convs, each with BatchNorm{se}."
+
+
+def _nest(names, arg: str) -> str:
+    """self.b(self.a(arg)) for names [a, b]."""
+    for name in names:
+        arg = f"self.{check_identifier(name)}({arg})"
+    return arg
 
 
 def block_class(c: BlockClass) -> dict:
@@ -169,6 +184,7 @@ def block_class(c: BlockClass) -> dict:
         "init": [line for s in c.residual if (line := _shape_init(s, 8))],
         "shortcut": [line for s in c.shortcut if (line := _shape_init(s, 12))],
         "shortcut_names": [s.name for s in c.shortcut],
+        "shortcut_forward": _nest([s.name for s in c.shortcut], "x"),
         "forward": chain([(s.kind, s.name, None) for s in c.residual], "x", "out", 8),
     }
 
@@ -204,6 +220,11 @@ def _stem(low: LoweredNetwork) -> dict | None:
     if not low.stem.ops:
         return None
     init, steps, parts = [], [], []
+    normed = all(
+        any(o.kind == "batchnorm" and o.name == op.name.replace("conv", "bn") for o in low.stem.ops)
+        for op in low.stem.ops
+        if isinstance(op, Conv3d)
+    )
     for op in low.stem.ops:
         attr = emit.local_name(op, "stem")
         if (line := _op_init(op, attr, 8)) is not None:
@@ -223,19 +244,27 @@ def _stem(low: LoweredNetwork) -> dict | None:
     doc = (
         "The stem: "
         + ", ".join(parts)
-        + (", each conv with BatchNorm and ReLU" if init else "")
+        + (", each conv with BatchNorm and ReLU" if init and normed else "")
         + "."
     )
     return {"init": init, "forward": forward, "doc": docstring(doc, 4)}
 
 
 def _head(low: LoweredNetwork) -> dict:
-    init, pool, classify, parts = [], [], [], []
+    init, pool, classify, parts, steps = [], [], [], [], []
     ops = low.head.ops
     for i, op in enumerate(ops):
         attr = emit.local_name(op, "head")
         if (line := _op_init(op, attr, 8)) is not None:
             init.append(line)
+        if isinstance(op, (Conv3d, BatchNorm, ReLU)):
+            steps.append((op.kind, attr, op))
+            if isinstance(op, Conv3d):
+                parts.append(f"conv {shape_text(op.kernel)}")
+            continue
+        if steps:  # the convs (+ BN) + ReLU before this op
+            pool += chain(steps, "x", "x", 8)
+            steps = []
         if isinstance(op, AvgPool):
             args = ["x", dims(op.kernel), "strides=(1, 1, 1)", f"padding={pads((0, 0, 0))}"]
             pool.append(wrap("x = nnx.avg_pool", args, 8))
@@ -281,6 +310,7 @@ def build(low: LoweredNetwork, depthwise: str | None = None) -> dict:
         "model": m.network,
         "num_features": num(m.num_features),
         "depthwise": impl if m.depthwise else None,
+        "squeeze_excite": m.squeeze_excite,
         "kernels": emit.kernel_text("flax") if m.depthwise else "",
         "classes": [block_class(c) for c in m.blocks],
         "stem": _stem(low),

@@ -25,7 +25,7 @@ from ...ops import (
 )
 from .. import common, emit
 from ..common import check_identifier, commented, dims, docstring, num, shape_text, wrap
-from ..emit import ActShape, BlockClass, ConvShape, Literal, NormShape
+from ..emit import ActShape, BlockClass, ConvShape, Literal, NormShape, SEShape
 
 BN_DEFAULTS = {"eps": 1e-5, "momentum": 0.1}  # nn.BatchNorm3d's
 
@@ -68,6 +68,7 @@ def render(low: LoweredNetwork, depthwise: str | None = None) -> str:
             net_class=m.network,
             num_features=num(m.num_features),
             depthwise=impl if m.depthwise else None,
+            squeeze_excite=m.squeeze_excite,
             kernels=emit.kernel_text("torch") if m.depthwise else "",
             stem=_stem(low),
             blocks=[_block_class(c) for c in m.blocks],
@@ -149,6 +150,10 @@ def _shape_stmt(s, indent: int = 8, comment: bool = True) -> str:
         return _assign(s.name, bn_call(s), indent)
     if isinstance(s, ActShape) and s.kind == "relu":
         return _assign(s.name, ("nn.ReLU", ["inplace=True"]), indent)
+    if isinstance(s, ActShape) and s.kind == "swish":
+        return _assign(s.name, ("nn.SiLU", []), indent)  # swish: x * sigmoid(x)
+    if isinstance(s, SEShape):
+        return _assign(s.name, ("SqueezeExcite", [s.channels.text, s.reduced.text]), indent)
     raise CsnError(f"cannot print a {s.kind} op in a block class")
 
 
@@ -159,7 +164,8 @@ def _lines(kinds, names, first_input: str, var: str, indent: int, comments=None)
     """Forward statements: one per conv (conv, its BN, its ReLU) or other op."""
     chains: list[list[int]] = []
     for i, kind in enumerate(kinds):
-        joins = chains and kind in ("batchnorm", "relu") and kinds[chains[-1][-1]] != "relu"
+        acts = ("relu", "swish")
+        joins = chains and kind in ("batchnorm", *acts) and kinds[chains[-1][-1]] not in acts
         if joins and not (kind == "batchnorm" and kinds[chains[-1][-1]] == "batchnorm"):
             chains[-1].append(i)
         else:
@@ -295,7 +301,8 @@ def _op_stmt(op, attr: str) -> str:
 
 def _describe(op) -> str:
     if isinstance(op, Conv3d):
-        return f"conv {shape_text(op.kernel)}"
+        grouped = "channel-wise " if op.groups > 1 and op.groups == op.in_channels else ""
+        return f"{grouped}conv {shape_text(op.kernel)}"
     if isinstance(op, MaxPool):
         return f"max-pool {shape_text(op.kernel)}"
     return {"batchnorm": "BN", "relu": "ReLU"}.get(op.kind, op.kind)
@@ -343,7 +350,13 @@ def _head(low: LoweredNetwork) -> dict:
         classify = [f"        x = self.{names[-1]}(self.pool_features(x))  # num_classes"]
     parts = []
     for op in ops:
-        if isinstance(op, AvgPool):
+        if isinstance(op, Conv3d):
+            parts.append(f"conv {shape_text(op.kernel)}")
+        elif isinstance(op, BatchNorm):
+            parts[-1] += " + BN"
+        elif isinstance(op, ReLU):
+            parts[-1] += " + ReLU"
+        elif isinstance(op, AvgPool):
             parts.append(f"average pool {shape_text(op.kernel)} (stride 1)")
         elif isinstance(op, GlobalAvgPool):
             parts.append("global average pool")
