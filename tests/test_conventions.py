@@ -92,6 +92,27 @@ def test_pytorchvideo_slow_r50():
     assert round(gflops(stats_as(spec("slow-r50"), "pytorchvideo")), 2) == 55.10
 
 
+# model_zoo.md: X3D XS 4x12 "0.91 | 3.79", S 13x6 "2.96 | 3.79", M 16x5 "6.72 | 3.79", L 16x5
+# "26.64 | 6.15", at the test crops 182, 182, 256, 356 (TEST_CROP_SIZE of the X3D configs). The
+# exact counts: fvcore 0.1.5 FlopCountAnalysis(...).total() on pytorchvideo.models.hub.x3d_*()
+# in train mode at 1x3xTx(test crop)^2, run here (docs/complexity.md).
+X3D = {
+    "x3d-xs": (182, 0.91, 3.79, 914_583_992),
+    "x3d-s": (182, 2.96, 3.79, 2_956_704_854),
+    "x3d-m": (256, 6.72, 3.79, 6_720_498_944),
+    "x3d-l": (356, 26.64, 6.15, 26_637_272_928),
+}
+
+
+@pytest.mark.parametrize("name", sorted(X3D))
+def test_pytorchvideo_x3d(name):
+    crop, flops, params, fvcore = X3D[name]
+    report = stats_as(spec(name), "pytorchvideo")
+    assert report.input_shape[2:] == (crop, crop)
+    assert (round(gflops(report), 2), round(mparams(report), 2)) == (flops, params)
+    assert report.total.flops == fvcore
+
+
 # mmaction2 configs/recognition/csn/README.md (1.x), Kinetics-400, 32x2x1 clips, "FLOPs" and
 # "params" columns: mmengine's analyzer (tools/analysis_tools/get_flops.py: eval mode,
 # `extract_feat`, i.e. the backbone) at the ThreeCrop(256) test crop.
