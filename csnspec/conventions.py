@@ -92,8 +92,8 @@ CONVENTIONS = {
             False,
             False,
             False,
-            {224: 256},
-            "model zoo: conv and fc multiply-adds; CSN at 256",
+            {112: 128, 224: 256},
+            "model zoo: conv and fc multiply-adds at the short side clips are resized to",
         ),
     )
 }

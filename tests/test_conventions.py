@@ -34,17 +34,23 @@ def mparams(report) -> float:
     return report.total.params / 1e6
 
 
-def test_torchvision_r3d_18():
-    # torchvision/models/video/resnet.py, R3D_18_Weights.KINETICS400_V1 meta: "num_params":
-    # 33371472, "_ops": 40.697 (GFLOPS, measured at 1x3x16x112x112 by vision PR #6936's
-    # dispatch counter: conv and matmul multiply-adds). r3d_18 is simple-8 without pool1.
-    text = (
-        "network r3d-18\ninput 3x16x112x112\nclasses 400\n"
-        "stem conv 3x7x7 out=64 stride=1x2x2\nstages simple x [2,2,2,2]\n"
-    )
-    report = stats_as(csnspec.parse(text), "torchvision")
-    assert report.total.params == 33_371_472
-    assert round(gflops(report), 3) == 40.697
+# torchvision/models/video/resnet.py, the weights' meta, Kinetics-400, 3x16x112x112 clips:
+# "num_params" (BN included) and "_ops" (GFLOPS, measured by pytorch/vision PR #6936's
+# dispatch counter: conv and matmul multiply-adds).
+TORCHVISION = {
+    "r3d-18": (33_371_472, 40.697),  # R3D_18_Weights.KINETICS400_V1
+    "mc3-18": (11_695_440, 43.343),  # MC3_18_Weights.KINETICS400_V1
+    "r2plus1d-18": (31_505_325, 40.519),  # R2Plus1D_18_Weights.KINETICS400_V1
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION))
+def test_torchvision_video_resnets(name):
+    report = stats_as(spec(name), "torchvision")
+    assert report.input_shape == (3, 16, 112, 112)
+    params, ops = TORCHVISION[name]
+    assert report.total.params == params
+    assert round(gflops(report), 3) == ops
 
 
 def test_pytorchvideo_csn_r101():
@@ -54,6 +60,57 @@ def test_pytorchvideo_csn_r101():
     assert report.input_shape == (3, 32, 256, 256)
     assert round(gflops(report), 2) == 75.62
     assert round(mparams(report), 2) == 22.21
+
+
+# pytorchvideo docs/source/model_zoo.md, Kinetics-400, "Flops (G) x views" and "Params (M)":
+# C2D R50 8x8 25.89, 24.33; I3D R50 8x8 37.53, 28.04 (fvcore in train mode at the 256 test
+# crop; the head's 4x7x7 window leaves 1x2x2 positions there, each projected by the fc).
+PYTORCHVIDEO = {"c2d-r50": (25.89, 24.33), "i3d-r50": (37.53, 28.04)}
+
+
+@pytest.mark.parametrize("name", sorted(PYTORCHVIDEO))
+def test_pytorchvideo_resnets(name):
+    report = stats_as(spec(name), "pytorchvideo")
+    assert report.input_shape == (3, 8, 256, 256)
+    assert (round(gflops(report), 2), round(mparams(report), 2)) == PYTORCHVIDEO[name]
+
+
+def test_pytorchvideo_slow_r50():
+    # model_zoo.md: "Slow | R50 | 4x16 | ... | 27.55 x 3 x 10 | 32.45": slow-r50 on 4 frames,
+    # whose head window is then 4x7x7 (the hub's slow_r50 sizes it to the clip).
+    text = (ROOT / "specs" / "slow-r50.csn").read_text()
+    four = csnspec.parse(text.replace("avgpool 8x7x7", "avgpool 4x7x7")).with_input(
+        (3, 4, 224, 224), None
+    )
+    report = stats_as(four, "pytorchvideo")
+    assert (round(gflops(report), 2), round(mparams(report), 2)) == (27.55, 32.45)
+    # The 8x8 row, "54.52 x 3 x 10 | 32.45", is the one figure of the table that counts
+    # convs and the fc only (fvcore on the hub's slow_r50 at 3x8x256x256 gives 55.10 in
+    # train mode; the Something-Something V2 row of the same network prints 55.10).
+    eight = stats_as(spec("slow-r50").with_input((3, 8, 256, 256), None), "csnspec")
+    assert round(gflops(eight), 2) == 54.52
+    assert round(gflops(stats_as(spec("slow-r50"), "pytorchvideo")), 2) == 55.10
+
+
+# model_zoo.md: X3D XS 4x12 "0.91 | 3.79", S 13x6 "2.96 | 3.79", M 16x5 "6.72 | 3.79", L 16x5
+# "26.64 | 6.15", at the test crops 182, 182, 256, 356 (TEST_CROP_SIZE of the X3D configs). The
+# exact counts: fvcore 0.1.5 FlopCountAnalysis(...).total() on pytorchvideo.models.hub.x3d_*()
+# in train mode at 1x3xTx(test crop)^2, run here (docs/complexity.md).
+X3D = {
+    "x3d-xs": (182, 0.91, 3.79, 914_583_992),
+    "x3d-s": (182, 2.96, 3.79, 2_956_704_854),
+    "x3d-m": (256, 6.72, 3.79, 6_720_498_944),
+    "x3d-l": (356, 26.64, 6.15, 26_637_272_928),
+}
+
+
+@pytest.mark.parametrize("name", sorted(X3D))
+def test_pytorchvideo_x3d(name):
+    crop, flops, params, fvcore = X3D[name]
+    report = stats_as(spec(name), "pytorchvideo")
+    assert report.input_shape[2:] == (crop, crop)
+    assert (round(gflops(report), 2), round(mparams(report), 2)) == (flops, params)
+    assert report.total.flops == fvcore
 
 
 # mmaction2 configs/recognition/csn/README.md (1.x), Kinetics-400, 32x2x1 clips, "FLOPs" and
@@ -79,6 +136,17 @@ def test_mmaction2_csn(name):
 # "32x224x224 | ... | 108.8 | 32.8": conv and fc multiply-adds, counted at 256 (at 224 the
 # ir-CSN-152 would be 74.0 G), params without BN.
 VMZ = {"ircsn152": (96.7, 29.6), "ipcsn152": (108.8, 32.8)}
+
+
+def test_vmz_r2plus1d_34():
+    # VMZ c2/tutorials/model_zoo.md, R(2+1)D-34 IG-65M: "32x112x122 | ... | 199.0 | 63.6",
+    # counted at 128, the short side the clips are resized to (8 frames: "49.8 | 63.6";
+    # csnspec counts 49.749 there, a rounding of 0.001 away).
+    report = stats_as(spec("r2plus1d-34", frames=32), "vmz")
+    assert report.input_shape == (3, 32, 128, 128)
+    assert (round(gflops(report), 1), round(mparams(report), 1)) == (199.0, 63.6)
+    # R(2+1)D-152, "329.1 | 118.0": the parameters match; no clip csnspec tried gives 329.1
+    assert round(mparams(stats_as(spec("r2plus1d-152"), "vmz")), 1) == 118.0
 
 
 @pytest.mark.parametrize("name", sorted(VMZ))
