@@ -316,14 +316,23 @@ def _rows(
     return rows
 
 
-def compare(net, *, input_shape=None, seed: int = 0, batch: int = 2, jit: bool = True) -> Result:
+def compare(
+    net,
+    *,
+    input_shape=None,
+    seed: int = 0,
+    batch: int = 2,
+    jit: bool = True,
+    impls: bool = True,
+) -> Result:
     """Compare the generated models of spec `net` (a csnspec Network); see the module docstring.
 
     `input_shape` (C, T, H, W) replaces the spec's input clip; `batch` >= 2 so train-mode
     BatchNorm has a variance. `jit=False` runs the Flax model op by op (much slower: every
     op is dispatched, and compiled, on its own). Both models run their depthwise convs with
     "auto" (the fast paths); rows "impl" and "impl-grad" compare each fast path with the
-    native call within one framework."""
+    native call within one framework (`impls=False` leaves them out: they build and, in Flax,
+    compile the model once more per implementation)."""
     import torch
 
     from .backends import load_module
@@ -371,12 +380,13 @@ def compare(net, *, input_shape=None, seed: int = 0, batch: int = 2, jit: bool =
         if _closest_to_kink(copy.deepcopy(tm), x) > KINK_MARGIN:
             break
         result.redraws += 1
-    # a fast path's float32 rounding is amplified as much as Flax's: the same floors apply
-    floors = {
-        "impl": max(r.floor for r in result.rows if r.check == "train" and r.name == "logits"),
-        "impl-grad": max(r.floor for r in result.rows if r.check == "grad"),
-    }
-    result.rows += _impl_rows(tmod, fmod, low, before, x, w, seed, floors)
+    if impls:
+        # a fast path's float32 rounding is amplified as much as Flax's: the same floors apply
+        floors = {
+            "impl": max(r.floor for r in result.rows if r.check == "train" and r.name == "logits"),
+            "impl-grad": max(r.floor for r in result.rows if r.check == "grad"),
+        }
+        result.rows += _impl_rows(tmod, fmod, low, before, x, w, seed, floors)
     return result
 
 
