@@ -16,6 +16,7 @@ from .decode import Reader, VideoError, read_frames
 from .formats import VideoIndex, open_dataset
 from .transforms import (
     ClipOptions,
+    decode_size,
     normalise,
     random_crop,
     scaled,
@@ -63,15 +64,18 @@ class TrainClips:
         rng = np.random.default_rng([self.seed, epoch, i])
         o = self.opts
         short = int(rng.integers(o.scale_min, o.scale_max + 1))
+        native = []
+
+        def size(h: int, w: int) -> tuple[int, int]:
+            native[:] = [h, w]
+            return decode_size(h, w, short)
+
         try:
-            frames = self.reader(
-                self.index.path(i),
-                lambda n: train_indices(rng, n, o),
-                lambda h, w: scaled(h, w, short),
-            )
+            frames = self.reader(self.index.path(i), lambda n: train_indices(rng, n, o), size)
         except VideoError as err:
             return Skipped(self.index.videos[i][0], str(err))
-        return normalise(random_crop(rng, frames, o), o), self.index.videos[i][1]
+        clip = random_crop(rng, frames, o, scaled(*native, short))
+        return normalise(clip, o), self.index.videos[i][1]
 
 
 class EvalViews:
