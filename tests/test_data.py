@@ -218,9 +218,9 @@ def smooth_frames(t: int = 2, h: int = 24, w: int = 32) -> np.ndarray:
     return np.stack([frame + 5 * i for i in range(t)]).round().astype(np.uint8)
 
 
-def test_an_upscale_is_done_on_the_crop_alone(small):
-    """A video smaller than the scale is decoded at its own size and only the crop's window is
-    resized: the clip matches scaling the whole frame, then cropping."""
+def test_an_upscale_is_done_on_the_crops_alone(small):
+    """A video smaller than the scale is decoded at its own size and only the crops' windows are
+    resized: the clips match scaling the whole frame, then cropping."""
     assert decode_size(24, 32, 30) == (24, 32) and decode_size(24, 32, 18) == (18, 24)
     frames = smooth_frames()
     o = ClipOptions(crop=24, flip=False)
@@ -232,6 +232,10 @@ def test_an_upscale_is_done_on_the_crop_alone(small):
         y, x = int(rng.integers(0, size[0] - 23)), int(rng.integers(0, size[1] - 23))
         ref = whole[:, y : y + 24, x : x + 24]
         assert ours.shape == ref.shape and np.abs(ours - ref).mean() < 1.5
+    for crops in (1, 3):  # the test views too
+        o = ClipOptions(crop=24, crops=crops)
+        pairs = zip(view_crops(frames, o, size), view_crops(whole, o), strict=True)
+        assert all(a.shape == b.shape and np.abs(a - b).mean() < 1.5 for a, b in pairs)
     clip, _ = TrainClips(open_index(small / "train.csv"), ClipOptions(4, 2, 24, 28, 32), 0)[(0, 0)]
     assert clip.shape == (3, 4, 24, 24)
 

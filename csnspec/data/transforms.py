@@ -147,9 +147,12 @@ def _resize_ffmpeg(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     )
 
 
-def view_crops(frames: np.ndarray, opts: ClipOptions) -> list[np.ndarray]:
-    """The center crop, or three crops along the longer edge (start, center, end)."""
-    h, w = frames.shape[1:3]
+def view_crops(
+    frames: np.ndarray, opts: ClipOptions, size: tuple[int, int] | None = None
+) -> list[np.ndarray]:
+    """The center crop, or three crops along the longer edge (start, center, end), of frames as
+    if scaled to `size` first (as `random_crop`)."""
+    h, w = size or frames.shape[1:3]
     c = opts.crop
     if opts.crops == 1:
         offsets = [((h - c) // 2, (w - c) // 2)]
@@ -157,7 +160,9 @@ def view_crops(frames: np.ndarray, opts: ClipOptions) -> list[np.ndarray]:
         offsets = [(y, (w - c) // 2) for y in (0, (h - c) // 2, h - c)]
     else:
         offsets = [((h - c) // 2, x) for x in (0, (w - c) // 2, w - c)]
-    return [frames[:, y : y + c, x : x + c] for y, x in offsets]
+    if frames.shape[1:3] == (h, w):
+        return [frames[:, y : y + c, x : x + c] for y, x in offsets]
+    return [_window(frames, at, (h, w), c) for at in offsets]
 
 
 def normalise(frames: np.ndarray, opts: ClipOptions) -> np.ndarray:
