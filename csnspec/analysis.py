@@ -91,7 +91,9 @@ class Report:
     Per-op rows are built when first asked for (`report.ops`, `rows("op")`).
     """
 
-    def __init__(self, low: LoweredNetwork, blocks, stages, total: Cost):
+    def __init__(
+        self, low: LoweredNetwork, blocks, stages, total: Cost, cost=op_cost, convention=None
+    ):
         self.network = low.name
         self.input_shape = low.input_shape
         self.blocks: tuple[Row, ...] = blocks
@@ -99,12 +101,14 @@ class Report:
         self.total = total
         self._low = low
         self._ops = None
+        self._cost = cost
+        self.convention = convention  # a csnspec.conventions.Convention, or None (csnspec's own)
 
     @property
     def ops(self) -> tuple[Row, ...]:
         if self._ops is None:
             self._ops = tuple(
-                Row(op.name, op.kind, op.out_shape, op_cost(op)) for op in self._low.ops()
+                Row(op.name, op.kind, op.out_shape, self._cost(op)) for op in self._low.ops()
             )
         return self._ops
 
@@ -112,12 +116,16 @@ class Report:
         return {"op": self.ops, "block": self.blocks, "stage": self.stages}[by]
 
 
-def _ops_cost(ops) -> Cost:
-    return summed(op_cost(op) for op in ops)
+def analyse(low: LoweredNetwork, cost=op_cost, convention=None) -> Report:
+    """Count every op and sum by block and by stage.
 
+    `cost` counts one op (csnspec's own `op_cost` unless a publisher's convention is asked
+    for: see csnspec.conventions, which passes its own and names itself in `convention`).
+    """
 
-def analyse(low: LoweredNetwork) -> Report:
-    """Count every op and sum by block and by stage."""
+    def _ops_cost(ops) -> Cost:
+        return summed(cost(op) for op in ops)
+
     stem = Row("stem", "stem", low.stem.out_shape, _ops_cost(low.stem.ops))
     blocks: list[Row] = [stem]
     stages: list[Row] = [stem]
@@ -125,17 +133,17 @@ def analyse(low: LoweredNetwork) -> Report:
         rows = []
         costs: dict[str, Cost] = {}
         for block in stage.blocks:
-            # a block that repeats an earlier one (see ops.Block.repeats) costs the same
-            cost = costs.get(block.repeats) if block.repeats is not None else None
-            if cost is None:
-                cost = _ops_cost(block.ops)
-            costs[block.name] = cost
-            rows.append(Row(block.name, block.family.value, block.out_shape, cost))
+            # a block that repeats another (see ops.Block.repeats) costs the same
+            spent = costs.get(block.repeats) or _ops_cost(block.ops)
+            costs[block.name] = spent
+            rows.append(Row(block.name, block.family.value, block.out_shape, spent))
         blocks += rows
-        stages.append(
-            Row(stage.name, stage.family.value, stage.out_shape, summed(r.cost for r in rows))
-        )
+        # the stage's pool (pool=) counts in the stage
+        pool = _ops_cost((stage.pool,)) if stage.pool is not None else None
+        stage_cost = summed([r.cost for r in rows] + ([pool] if pool else []))
+        stages.append(Row(stage.name, stage.family.value, stage.out_shape, stage_cost))
     head = Row("head", "head", low.head.out_shape, _ops_cost(low.head.ops))
     blocks.append(head)
     stages.append(head)
-    return Report(low, tuple(blocks), tuple(stages), summed(r.cost for r in stages))
+    total = summed(r.cost for r in stages)
+    return Report(low, tuple(blocks), tuple(stages), total, cost, convention)

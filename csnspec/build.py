@@ -14,8 +14,10 @@ from .errors import CsnError, Span, did_you_mean
 from .spec import (
     BLOCK_OPTION,
     BLOCK_OPTIONS,
+    CYCLE_KINDS,
     FAMILY_NAMES,
     MAX_BLOCKS,
+    MAX_CYCLE,
     Family,
     Network,
     family_named,
@@ -32,8 +34,19 @@ BOOLEANS = {"on": True, "off": False, "true": True, "false": False}
 
 # Options of each statement: name -> kind of value.
 BLOCK_OPTION_KINDS = {opt.key: opt.kind for opt in BLOCK_OPTIONS}
-STAGES_OPTIONS = {**BLOCK_OPTION_KINDS, "widths": "int-list", "strides": "dims-list"}
-STAGE_OPTIONS = {**BLOCK_OPTION_KINDS, "width": "int", "stride": "dims"}
+# On a `stages` line an alternating option also takes one value (or alternation) per stage.
+PER_STAGE = "-per-stage"
+STAGES_OPTIONS = {
+    **{
+        key: kind + PER_STAGE if kind in CYCLE_KINDS else kind
+        for key, kind in BLOCK_OPTION_KINDS.items()
+    },
+    "widths": "int-list",
+    "strides": "dims-list",
+    "pools": "pool-list",
+}
+STAGE_OPTIONS = {**BLOCK_OPTION_KINDS, "width": "int", "stride": "dims", "pool": "pool"}
+CYCLE_ELEMENT = {"dims-cycle": "dims", "number-cycle": "number"}
 NORM_OPTIONS = {"eps": "number", "momentum": "number"}
 STEM_OPTIONS = {
     "conv": {"out": "int", "stride": "dims", "padding": "dims", "groups": "int", "norm": "bool"},
@@ -50,7 +63,8 @@ class Opt:
 
     key: lark.Token
     value: object
-    tokens: list  # one token, or one per list element
+    tokens: list  # one token, or one per list element (the first token of an alternation)
+    per_stage: bool = False  # a list of one value per stage (an alternating option)
 
 
 def build(tree: lark.Tree) -> tuple[Network, dict[str, Span]]:
@@ -168,6 +182,9 @@ _FIELD_WORDS = {
     "groups": "g",
     "stride": "every stride",
     "kernel": "every kernel size",
+    "kernel_a": "every kernel-a size",
+    "kernel_b": "every kernel-b size",
+    "pool": "every pool size",
     "padding": "every padding",
     "out": "out",
     "window": "every avgpool window size",
@@ -230,19 +247,99 @@ def _dims(tok: lark.Token, n: int, what: str) -> tuple[int, ...]:
     return parts
 
 
+def _first_token(node) -> lark.Token:
+    return node if isinstance(node, lark.Token) else _first_token(node.children[0])
+
+
+def _cycle(node, kind, key: lark.Token) -> Opt:
+    """An alternating option's value: one value, or `a/b/...`, as a tuple cycled over blocks."""
+    name = str(key)
+    if isinstance(node, lark.Tree) and node.data == "list":
+        raise CsnError(
+            f"`{name}` takes one value or an alternation like 3x1x1/1x1x1, not a list",
+            Span.of(key),
+            hint="a list of one value per stage goes on a `stages` line",
+        )
+    items = node.children[::2] if isinstance(node, lark.Tree) else [node]
+    if len(items) > MAX_CYCLE:
+        raise CsnError(
+            f"`{name}` alternates {len(items)} values; csnspec takes at most {MAX_CYCLE}",
+            Span.of(items[0]),
+            hint="an alternation is the repeating pattern, e.g. 3x1x1/1x1x1",
+        )
+    elem = CYCLE_ELEMENT[kind]
+    return Opt(key, tuple(_value(i, elem, key).value for i in items), [items[0]])
+
+
+def _pool(tok, key: lark.Token):
+    if isinstance(tok, lark.Token) and str(tok) == "none":
+        return None
+    if not isinstance(tok, lark.Token) or tok.type != "DIMS":
+        raise CsnError(
+            f"`{key}` takes a pool size like 2x1x1, or none, got '{_first_token(tok)}'",
+            Span.of(_first_token(tok)),
+            hint="the max-pool after a stage has kernel = stride = the size, e.g. pool=2x1x1",
+        )
+    return _dims(tok, 3, f"`{key}` (time x height x width)")
+
+
+def _is_list(node) -> bool:
+    return isinstance(node, lark.Tree) and node.data == "list"
+
+
 def _value(node, kind, key: lark.Token) -> Opt:
     name = str(key)
+    per_stage = isinstance(kind, str) and kind.endswith(PER_STAGE)
+    if kind in CYCLE_KINDS or (per_stage and not _is_list(node)):
+        return _cycle(node, kind.removesuffix(PER_STAGE), key)
+    if isinstance(node, lark.Tree) and node.data == "cycle":
+        raise CsnError(
+            f"`{name}` takes a single value; only "
+            + ", ".join(o.key for o in BLOCK_OPTIONS if o.cycles)
+            + " alternate over blocks with '/'",
+            Span.of(node.children[1]),
+            hint=f"write one value, e.g. {name}={node.children[0]}",
+        )
+    if kind == "pool":
+        if isinstance(node, lark.Tree):
+            raise CsnError(f"`{name}` takes one pool size, not a list", Span.of(key))
+        return Opt(key, _pool(node, key), [node])
+    if per_stage:  # one value per stage
+        base = kind.removesuffix(PER_STAGE)
+        items = [c for c in node.children if isinstance(c, lark.Tree) or c.type != "COMMA"]
+        items = items[1:-1]
+        if not items:
+            raise CsnError(f"`{name}` needs at least one value", Span.of(key))
+        for item in items:
+            if isinstance(item, lark.Tree) and item.data == "list":
+                raise CsnError(
+                    f"`{name}` takes one value or alternation per stage, not a nested list",
+                    Span.of(_first_token(item)),
+                )
+        values = [_cycle(i, base, key).value for i in items]
+        return Opt(key, values, [_first_token(i) for i in items], per_stage=True)
     if isinstance(node, lark.Tree):  # a list
         items = [
             c
             for c in node.children
             if isinstance(c, lark.Tree) or c.type not in ("LSQB", "RSQB", "COMMA")
         ]
-        if kind not in ("int-list", "dims-list"):
+        if kind not in ("int-list", "dims-list", "pool-list"):
             raise CsnError(f"`{name}` takes a single value, not a list", Span.of(key))
         if not items:
             raise CsnError(f"`{name}` needs at least one value", Span.of(key))
+        if kind == "pool-list":
+            return Opt(key, [_pool(i, key) for i in items], [_first_token(i) for i in items])
         elem = "int" if kind == "int-list" else "dims"
+        for item in items:
+            if isinstance(item, lark.Tree):
+                raise CsnError(
+                    f"`{name}` takes one plain value per stage",
+                    Span.of(_first_token(item)),
+                    hint="only "
+                    + ", ".join(o.key for o in BLOCK_OPTIONS if o.cycles)
+                    + " alternate",
+                )
         return Opt(key, [_value(i, elem, key).value for i in items], items)
     tok = node
     span = Span.of(tok)
@@ -263,8 +360,12 @@ def _value(node, kind, key: lark.Token) -> Opt:
         if word not in BOOLEANS:
             raise CsnError(f"`{name}` takes on or off, got '{tok}'", span)
         return Opt(key, BOOLEANS[word], [tok])
-    if kind in ("int-list", "dims-list"):
-        example = "[64,128,256,512]" if kind == "int-list" else "[1x1x1,2x2x2,2x2x2,2x2x2]"
+    if kind in ("int-list", "dims-list", "pool-list"):
+        example = {
+            "int-list": "[64,128,256,512]",
+            "dims-list": "[1x1x1,2x2x2,2x2x2,2x2x2]",
+            "pool-list": "[2x1x1,none,none,none]",
+        }[kind]
         raise CsnError(f"`{name}` takes a list, e.g. {name}={example}", span)
     # a choice among words
     if str(tok) not in kind:
@@ -499,6 +600,12 @@ def _block_options(family: Family, family_token, opts: dict[str, Opt]) -> dict:
             )
         else:
             out[option.field] = option.default_for(family)
+    if out.get("mid", "out") != "out" and out.get("factorize") == "3d":
+        raise CsnError(
+            f"`mid={out['mid']}` is the width between factorized convs, but these convs are 3D",
+            Span.of(opts["mid"].key),
+            hint="add factorize=2+1d (or 1+2d), or leave out mid",
+        )
     return out
 
 
@@ -514,6 +621,16 @@ def _compact_stages(statement: lark.Tree, spans: dict) -> list:
             Span.of(statement.children[0]),
         )
     block = _block_options(family, family_token, opts)
+    per_stage = {k: opt for k, opt in opts.items() if opt.per_stage}
+    if "pools" in opts:
+        per_stage["pools"] = opts["pools"]
+    for key, opt in per_stage.items():
+        if len(opt.value) != n:
+            raise CsnError(
+                f"`{key}` has {len(opt.value)} values for {n} stages",
+                Span.of(opt.key),
+                hint="give one value per stage, or one value for every stage",
+            )
     widths = opts["widths"].value if "widths" in opts else [DEFAULT_WIDTH * 2**i for i in range(n)]
     strides = (
         opts["strides"].value
@@ -536,13 +653,19 @@ def _compact_stages(statement: lark.Tree, spans: dict) -> list:
                 "width": widths[i],
                 "stride": tuple(strides[i]),
                 **block,
+                **{
+                    ("pool" if key == "pools" else BLOCK_OPTION[key].field): opt.value[i]
+                    for key, opt in per_stage.items()
+                },
             }
         )
         spans[f"stages.{i}"] = spans[f"stages.{i}.family"] = Span.of(family_token)
         spans[f"stages.{i}.blocks"] = Span.of(count_toks[i])
         for key, opt in opts.items():
-            if key in ("widths", "strides"):
+            if key in ("widths", "strides", "pools"):
                 spans[f"stages.{i}.{key[:-1]}"] = Span.of(opt.tokens[i])
+            elif opt.per_stage:
+                spans[f"stages.{i}.{BLOCK_OPTION[key].field}"] = Span.of(opt.tokens[i])
             else:
                 spans[f"stages.{i}.{BLOCK_OPTION[key].field}"] = Span.of(opt.tokens[0])
         spans.setdefault(f"stages.{i}.width", Span.of(family_token))
@@ -563,6 +686,7 @@ def _explicit_stage(statement: lark.Tree, i: int, spans: dict) -> dict:
         "blocks": whole_number(count),
         "width": opts["width"].value,
         "stride": opts["stride"].value if "stride" in opts else (1, 1, 1),
+        "pool": opts["pool"].value if "pool" in opts else None,
         **_block_options(family, family_token, opts),
     }
     spans[f"stages.{i}"] = spans[f"stages.{i}.family"] = Span.of(family_token)

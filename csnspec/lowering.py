@@ -7,8 +7,9 @@ that caused them, through the spans the parser recorded.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
-from math import gcd
+from math import gcd, lcm, prod
 
 from .errors import CsnError
 from .ops import (
@@ -146,8 +147,8 @@ class _Lowering:
         for stage_index, stage in enumerate(net.stages):
             blocks = []
             stage_in = shape
-            # blocks repeat with the period of the stage's cycled options (SE every other block)
-            period = len(stage.se or (0,))
+            # blocks repeat with the period of the stage's cycled options (kernels, SE)
+            period = lcm(len(stage.kernel_a), len(stage.kernel_b), len(stage.se or (0,)))
             for block_index in range(stage.blocks):
                 name = f"layer{stage_index + 1}.{block_index}"
                 model = block_index - period
@@ -161,10 +162,18 @@ class _Lowering:
                         prefix=name,
                         shape=shape,
                         stride=stage.stride if block_index == 0 else (1, 1, 1),
+                        kernels=stage.kernels(block_index),
                         se=stage.se_ratio(block_index),
                     ).run()
                 blocks.append(block)
                 shape = block.out_shape
+            pool = None
+            if stage.pool is not None:
+                k = tuple(stage.pool)
+                where = f"the pool {'x'.join(map(str, k))} after stage {stage_index + 1}"
+                out = self.shape_after(shape, k, k, (0, 0, 0), where, f"stages.{stage_index}.pool")
+                pool = MaxPool(f"layer{stage_index + 1}_pool", shape, out, k, k, (0, 0, 0))
+                shape = out
             stages.append(
                 Stage(
                     f"layer{stage_index + 1}",
@@ -173,6 +182,7 @@ class _Lowering:
                     tuple(blocks),
                     stage_in,
                     shape,
+                    pool,
                 )
             )
 
@@ -229,11 +239,22 @@ class _BlockLowering:
     """One residual block: the branch of its family, the shortcut and the merge."""
 
     def __init__(
-        self, low: _Lowering, *, stage_index: int, stage, prefix: str, shape, stride, se=0
+        self,
+        low: _Lowering,
+        *,
+        stage_index: int,
+        stage,
+        prefix: str,
+        shape,
+        stride,
+        kernels,
+        se=0,
     ):
         self.low, self.stage_index, self.stage, self.prefix = low, stage_index, stage, prefix
         self.shape = shape
         self.stride = stride
+        self.kernel_a, self.kernel_b = kernels
+        self.mids: dict[str, int] = {}  # slot -> width between its factorized convs
         self.ops: list = []
         cin = shape[0]
         cout = stage.out_width
@@ -251,7 +272,7 @@ class _BlockLowering:
             cout,
             stride,
             cin != cout or stride != (1, 1, 1),
-            round_width(inner, se) if se else 0,
+            se_width=round_width(inner, se) if se else 0,
         )
 
     # -- op helpers -------------------------------------------------------------------------
@@ -271,37 +292,53 @@ class _BlockLowering:
         stride_ref=None,
         factorize=False,
     ):
-        """Add conv `conv_<slot>` + BN (+ the (2+1)D split when asked); the caller adds the ReLU."""
+        """Add conv `conv_<slot>` + BN (+ the (2+1)D split when asked); the caller adds the ReLU.
+
+        Factorized, a `TxHxW` kernel becomes a 1xHxW conv and a Tx1x1 conv (`conv_<slot>_s`,
+        `conv_<slot>_t`, in the stage's order) with BN and ReLU between them; the last of the
+        two keeps the slot's BN name, so the block's BNs keep their names."""
         if factorize and kernel[0] > 1 and kernel[1:] != (1, 1):
-            s_stride = (1, stride[1], stride[2])
-            t_stride = (stride[0], 1, 1)
-            s_ref = "stride_hw" if stride_ref else None
-            t_ref = "stride_t" if stride_ref else None
+            spatial = {
+                "part": "s",
+                "kernel": (1,) + tuple(kernel[1:]),
+                "stride": (1, stride[1], stride[2]),
+                "stride_ref": "stride_hw" if stride_ref else None,
+            }
+            temporal = {
+                "part": "t",
+                "kernel": (kernel[0], 1, 1),
+                "stride": (stride[0], 1, 1),
+                "stride_ref": "stride_t" if stride_ref else None,
+            }
+            first, second = (
+                (temporal, spatial) if self.stage.factorize == "1+2d" else (spatial, temporal)
+            )
+            mid, mid_ref = self.mid_width(slot, cin, cout, kernel, first["kernel"], out_ref)
             self._conv_bn(
-                f"{slot}_s",
+                f"{slot}_{first['part']}",
                 cin=cin,
-                cout=cout,
-                kernel=(1,) + kernel[1:],
-                stride=s_stride,
+                cout=mid,
+                kernel=first["kernel"],
+                stride=first["stride"],
                 groups=groups,
                 in_ref=in_ref,
-                out_ref=out_ref,
+                out_ref=mid_ref,
                 groups_ref=groups_ref,
-                stride_ref=s_ref,
-                bn=f"{slot}_s",
+                stride_ref=first["stride_ref"],
+                bn=f"{slot}_{first['part']}",
             )
-            self.relu(f"{slot}_s")
+            self.relu(f"{slot}_{first['part']}")
             self._conv_bn(
-                f"{slot}_t",
-                cin=cout,
+                f"{slot}_{second['part']}",
+                cin=mid,
                 cout=cout,
-                kernel=(kernel[0], 1, 1),
-                stride=t_stride,
+                kernel=second["kernel"],
+                stride=second["stride"],
                 groups=groups,
-                in_ref=out_ref,
+                in_ref=mid_ref,
                 out_ref=out_ref,
                 groups_ref=groups_ref,
-                stride_ref=t_ref,
+                stride_ref=second["stride_ref"],
                 bn=slot,
             )
         else:
@@ -372,6 +409,30 @@ class _BlockLowering:
         )
         self.shape = out
 
+    def mid_width(self, slot, cin, cout, kernel, first_kernel, out_ref):
+        """The width between a factorized pair, and the block parameter it reads.
+
+        `matched` gives the pair the parameter count of the 3D conv it replaces (R(2+1)D's
+        M_i, VMZ's Conv2Plus1D): cin*cout*T*H*W // (cin*first + second*cout), with `first`
+        the first conv's kernel volume; `matched-block` matches every pair of a block with the
+        block's input width and its width, as torchvision's BasicBlock and Bottleneck do."""
+        mode = self.stage.mid or "out"
+        if mode == "out":
+            return cout, out_ref
+        if mode == "matched-block":
+            cin, cout = self.params.in_channels, self.params.width
+        first = prod(first_kernel)
+        mid = cin * cout * prod(kernel) // (cin * first + prod(kernel) // first * cout)
+        if mid < 1:
+            raise self.low.error(
+                f"stages.{self.stage_index}.mid",
+                f"mid={mode} leaves no channels between the factorized convs of "
+                f"{self.prefix}.conv_{slot}",
+                hint="use mid=out",
+            )
+        self.mids[slot] = mid
+        return mid, f"mid_{slot}"
+
     def squeeze_excite(self):
         """SE on conv_b's output: mean -> 1x1x1 conv (bias) -> ReLU -> 1x1x1 conv (bias) ->
         sigmoid, scaling the input channel by channel (fvcore's SqueezeExcitation)."""
@@ -419,6 +480,8 @@ class _BlockLowering:
         else:
             self.simple()
         self.ops[-1] = _last(self.ops[-1])
+        if self.mids:
+            self.params = replace(self.params, mid_a=self.mids.get("a"), mid_b=self.mids.get("b"))
         residual = tuple(self.ops)
         branch_out = self.shape
         shortcut: tuple = ()
@@ -452,7 +515,7 @@ class _BlockLowering:
             ReLU(f"{self.prefix}.relu", branch_out, branch_out),
         )
         return Block(
-            self.prefix, stage.family, params, block_in, branch_out, residual, shortcut, merge
+            self.prefix, stage.family, self.params, block_in, branch_out, residual, shortcut, merge
         )
 
     def bottleneck(self):
@@ -462,17 +525,18 @@ class _BlockLowering:
         middle = params.stride if stage.stride_at != "first" else (1, 1, 1)
         first_ref = "stride" if stage.stride_at == "first" else None
         middle_ref = "stride" if stage.stride_at != "first" else None
-        factorized = stage.factorize == "2+1d"
+        factorized = stage.factorize != "3d"
         self.conv(
             "a",
             params.in_channels,
             params.width,
-            (1, 1, 1),
+            self.kernel_a,
             first,
             outer_groups,
             in_ref="in_channels",
             out_ref="width",
             stride_ref=first_ref,
+            factorize=factorized,
         )
         self.relu("a")
         if family is Family.BOTTLENECK_IP:
@@ -496,7 +560,7 @@ class _BlockLowering:
             "b",
             params.width,
             params.width,
-            (3, 3, 3),
+            self.kernel_b,
             middle,
             groups,
             in_ref="width",
@@ -524,7 +588,7 @@ class _BlockLowering:
 
     def simple(self):
         stage, params, family = self.stage, self.params, self.stage.family
-        factorized = stage.factorize == "2+1d"
+        factorized = stage.factorize != "3d"
         cin, in_ref = params.in_channels, "in_channels"
         if (
             family is Family.SIMPLE_D
@@ -553,7 +617,7 @@ class _BlockLowering:
             "a",
             cin,
             params.out_channels,
-            (3, 3, 3),
+            self.kernel_a,
             params.stride,
             groups,
             in_ref=in_ref,
@@ -568,7 +632,7 @@ class _BlockLowering:
             "b",
             params.out_channels,
             params.out_channels,
-            (3, 3, 3),
+            self.kernel_b,
             (1, 1, 1),
             groups_b,
             in_ref="out_channels",

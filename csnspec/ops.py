@@ -178,6 +178,10 @@ class BlockParams:
     out_channels: int
     stride: tuple[int, int, int]
     shortcut: bool  # projection shortcut (1x1x1 conv + BN) instead of identity
+    # the width between the factorized halves of conv_a / conv_b where it is not their
+    # output width (`mid=matched`, `mid=matched-block`); None elsewhere
+    mid_a: int | None = None
+    mid_b: int | None = None
     se_width: int = 0  # the reduced width of the block's squeeze-excitation; 0: none
 
 
@@ -205,12 +209,17 @@ class Block:
 
 @dataclass(frozen=True, slots=True)
 class Stage:
+    """A stage's blocks, then its optional max-pool (`pool=`, named "layer1_pool": an
+    attribute of the network, beside the stage, so block indices stay those of the blocks).
+    `out_shape` is the stage's output: after the pool where there is one."""
+
     name: str  # "layer1"
     index: int
     family: Family
     blocks: tuple[Block, ...]
     in_shape: Shape
     out_shape: Shape
+    pool: MaxPool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +252,9 @@ class LoweredNetwork:
     def ops(self):
         """Every op, in forward order (a block's shortcut ops come after its branch)."""
         yield from self.stem.ops
-        for block in self.blocks():
-            yield from block.ops
+        for stage in self.stages:
+            for block in stage.blocks:
+                yield from block.ops
+            if stage.pool is not None:
+                yield stage.pool
         yield from self.head.ops

@@ -150,3 +150,15 @@ def read_spec(path, what: str = "spec") -> str:
 def load(path):
     """Read and validate a `.csn` file into a `Network`."""
     return parse(read_spec(path), str(path))
+
+
+def located_in(err: CsnError, path) -> CsnError:
+    """An error about spec fields found after parsing (by a backend) pointed at where the
+    spec file `path` writes them: `file:line:col` and the line with a caret."""
+    from .build import build, locate
+
+    text = normalize_newlines(read_spec(path))
+    if err.span is None and err.fields:
+        _, spans = build(parse_tree(text, str(path)))
+        err.span = locate(spans, err.fields)
+    return err.located(text, str(path))

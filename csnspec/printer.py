@@ -20,25 +20,38 @@ def _num(x: float) -> str:
     return text[:-2] if text.endswith(".0") and "e" not in text else text
 
 
-def _block_options(stage: Stage, after_counts: bool = False) -> list[str]:
-    """The block options that differ from their defaults, as written in a spec."""
+def _cycle(values) -> str:
+    """An alternating option's value: `3x1x1/1x1x1`, or one value."""
+    return "/".join(_dims(v) if isinstance(v, tuple) else _num(v) for v in values)
+
+
+def _block_options(stage: Stage, after_counts: bool = False, stages=None) -> list[str]:
+    """The block options that differ from their defaults, as written in a spec; with `stages`
+    (a `stages` line), an alternating option that differs between them as a per-stage list."""
     out = []
     for option in BLOCK_OPTIONS:
         value = getattr(stage, option.field)
-        if (
-            option.after_counts != after_counts
-            or value is None
-            or value == option.default_for(stage.family)
-        ):
+        if option.after_counts != after_counts or value is None:
+            continue
+        if option.cycles:
+            values = [getattr(st, option.field) for st in stages or [stage]]
+            if any(v != values[0] for v in values):
+                out.append(f"{option.key}=[" + ",".join(_cycle(v) for v in values) + "]")
+            elif value != option.default_for(stage.family):
+                out.append(f"{option.key}={_cycle(value)}")
+            continue
+        if value == option.default_for(stage.family):
             continue
         if isinstance(value, bool):
             value = "on" if value else "off"
         elif isinstance(value, float):
             value = _num(value)
-        elif option.kind == "number-cycle":
-            value = "/".join(_num(v) for v in value)
         out.append(f"{option.key}={value}")
     return out
+
+
+# What may differ between the stages of one `stages` line besides blocks, width and stride.
+_PER_STAGE = {opt.field: None for opt in BLOCK_OPTIONS if opt.cycles} | {"pool": None}
 
 
 def _stem(net: Network) -> str | None:
@@ -76,14 +89,13 @@ def _head_convs(convs) -> list[str]:
 def _stages(net: Network) -> list[str]:
     stages = net.stages
     first = stages[0]
+    common = {"blocks": 1, "width": 1, "stride": (1, 1, 1), **_PER_STAGE}
     shared = all(
-        stage.model_copy(update={"blocks": 1, "width": 1, "stride": (1, 1, 1)})
-        == first.model_copy(update={"blocks": 1, "width": 1, "stride": (1, 1, 1)})
-        for stage in stages
+        stage.model_copy(update=common) == first.model_copy(update=common) for stage in stages
     )
     if shared:
         n = len(stages)
-        words = ["stages", first.family.value, *_block_options(first), "x"]
+        words = ["stages", first.family.value, *_block_options(first, stages=stages), "x"]
         words.append("[" + ",".join(str(stage.blocks) for stage in stages) + "]")
         widths = [stage.width for stage in stages]
         strides = [tuple(stage.stride) for stage in stages]
@@ -91,7 +103,10 @@ def _stages(net: Network) -> list[str]:
             words.append("widths=[" + ",".join(map(str, widths)) + "]")
         if strides != [(1, 1, 1)] + [DEFAULT_STAGE_STRIDE] * (n - 1):
             words.append("strides=[" + ",".join(_dims(s) for s in strides) + "]")
-        words += _block_options(first, after_counts=True)
+        if any(stage.pool for stage in stages):
+            pools = [_dims(st.pool) if st.pool else "none" for st in stages]
+            words.append("pools=[" + ",".join(pools) + "]")
+        words += _block_options(first, after_counts=True, stages=stages)
         return [" ".join(words)]
     lines = []
     for stage in stages:
@@ -106,6 +121,8 @@ def _stages(net: Network) -> list[str]:
         words += _block_options(stage, after_counts=True)
         if stage.stride != (1, 1, 1):
             words.append(f"stride={_dims(stage.stride)}")
+        if stage.pool:
+            words.append(f"pool={_dims(stage.pool)}")
         lines.append(" ".join(words))
     return lines
 

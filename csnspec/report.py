@@ -18,6 +18,11 @@ def _shape(shape) -> str:
     return "x".join(map(str, shape))
 
 
+def _convention(report: Report) -> str:
+    conv = report.convention
+    return f"; FLOPs and params as {conv.name} counts them: {conv.summary}" if conv else ""
+
+
 def table(report: Report, by: str) -> str:
     """A fixed-width table with one row per part and a total."""
     head = ["name", "kind", "output"] + [c[0] for c in _COLUMNS]
@@ -31,7 +36,7 @@ def table(report: Report, by: str) -> str:
         + [f"{getattr(report.total, m) / s:,.{d}f}" for _, m, s, d in _COLUMNS]
     )
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    lines = [f"{report.network}  (input {_shape(report.input_shape)})"]
+    lines = [f"{report.network}  (input {_shape(report.input_shape)}{_convention(report)})"]
 
     def fmt(cells):
         left = [str(c).ljust(w) for c, w in zip(cells[:3], widths[:3])]
@@ -54,6 +59,7 @@ def as_json(report: Report, by: str) -> str:
         "network": report.network,
         "input": list(report.input_shape),
         "by": by,
+        **({"convention": report.convention.name} if report.convention else {}),
         "rows": [
             {"name": r.name, "kind": r.kind, "output": list(r.out_shape), **r.cost.as_dict()}
             for r in report.rows(by)

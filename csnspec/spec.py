@@ -85,22 +85,67 @@ class BlockOption:
 
     key: str  # as written in a spec: `stride-at=first`
     field: str  # the Stage field it sets
-    kind: object  # "int", "bool", or the tuple of words it takes
+    # "int", "bool", the tuple of words it takes, or a value that may alternate over the
+    # blocks of a stage ("dims-cycle", "number-cycle": a tuple in the IR, cycled)
+    kind: object
     applies: Callable[[Family], bool]  # whether a family has it
-    # its value when not written (a dict: per family); None: the family must give it
+    # its value when not written (a function of the family where families differ);
+    # None: the family must give it
     default: object
     neutral: object  # a value that means "not there" (accepted, then dropped, elsewhere)
     hint: str  # what to tell a family that does not take it
     after_counts: bool = False  # the printer writes it after the block counts
     needs: str = ""  # (default None) what a family that takes it must be told it lacks
 
-    def default_for(self, family: Family) -> object:
-        """The value a family's stage takes when the option is not written."""
-        return self.default.get(family) if isinstance(self.default, dict) else self.default
+    @property
+    def cycles(self) -> bool:
+        """Whether its value may alternate over a stage's blocks (`3x1x1/1x1x1`)."""
+        return self.kind in CYCLE_KINDS
+
+    def default_for(self, family: Family):
+        """Its value for `family` when not written."""
+        return self.default(family) if callable(self.default) else self.default
+
+
+CYCLE_KINDS = ("dims-cycle", "number-cycle")
+MAX_CYCLE = 64  # values in one alternation: a pattern, not a list of every block
+
+
+def shortest_cycle(values: tuple) -> tuple:
+    """The shortest pattern that repeats to `values` (`a/b/a/b` is `a/b`): one IR per meaning."""
+    n = len(values)
+    for p in range(1, n):
+        if n % p == 0 and all(values[i] == values[i % p] for i in range(n)):
+            return tuple(values[:p])
+    return tuple(values)
 
 
 def _every_family(family: Family) -> bool:
     return True
+
+
+def _kernel_a(family: Family) -> tuple:
+    # conv_a is the 1x1x1 reduction (expansion for x3d) of a bottleneck, the first 3x3x3 conv
+    # of a simple block
+    return ((1, 1, 1),) if family.has_conv_b else ((3, 3, 3),)
+
+
+def _kernel_b(family: Family) -> tuple:
+    return ((3, 3, 3),)
+
+
+# X3D's own defaults (PyTorchVideo create_x3d): inner width 2.25x the output, SE (ratio 1/16)
+# in blocks 1, 3, 5, ... of every stage, swish after the middle conv
+def _expansion(family: Family):
+    return 2.25 if family is Family.X3D else 4
+
+
+def _se(family: Family) -> tuple:
+    return (0.0625, 0) if family is Family.X3D else (0,)
+
+
+def _act_b(family: Family) -> str:
+    return "swish" if family is Family.X3D else "relu"
 
 
 # The one table of block options: build.py reads specs with it, Stage fills defaults and
@@ -122,7 +167,7 @@ BLOCK_OPTIONS = (
         "expansion",
         "number",  # whole for bottleneck families (Stage checks), fractional for x3d
         lambda f: f.has_conv_b,
-        {**{f: 4 for f in Family if f.is_bottleneck}, Family.X3D: 2.25},
+        _expansion,
         1,
         "simple blocks have no expansion",
         after_counts=True,
@@ -136,14 +181,24 @@ BLOCK_OPTIONS = (
         "middle",
         "simple blocks stride their first 3x3x3 conv",
     ),
-    BlockOption("factorize", "factorize", ("3d", "2+1d"), _every_family, "3d", "3d", ""),
+    BlockOption("kernel-a", "kernel_a", "dims-cycle", _every_family, _kernel_a, None, ""),
+    BlockOption("kernel-b", "kernel_b", "dims-cycle", _every_family, _kernel_b, None, ""),
+    BlockOption("factorize", "factorize", ("3d", "2+1d", "1+2d"), _every_family, "3d", "3d", ""),
+    BlockOption(
+        "mid",
+        "mid",
+        ("out", "matched", "matched-block"),
+        lambda f: f in (Family.SIMPLE, Family.BOTTLENECK),
+        "out",
+        "out",
+        "grouped and channel-separated convs keep their width between the factorized convs",
+    ),
     BlockOption(
         "se",
         "se",
         "number-cycle",
         lambda f: f.has_conv_b,
-        # PyTorchVideo's create_x3d: SE in blocks 1, 3, 5, ... of every stage
-        {**{f: (0,) for f in Family if f.is_bottleneck}, Family.X3D: (0.0625, 0)},
+        _se,
         (0,),
         "squeeze-excitation follows the middle conv of bottleneck and x3d blocks",
     ),
@@ -152,7 +207,7 @@ BLOCK_OPTIONS = (
         "act_b",
         ("relu", "swish"),
         lambda f: f.has_conv_b,
-        {**{f: "relu" for f in Family if f.is_bottleneck}, Family.X3D: "swish"},
+        _act_b,
         "relu",
         "simple blocks have ReLUs only",
     ),
@@ -242,12 +297,21 @@ class Stage(_Frozen):
     # bottleneck families: a whole number; x3d: any, its inner width is int(expansion * width)
     expansion: PositiveInt | Annotated[float, Field(gt=0, le=MAX_SIZE)] | None = None
     stride_at: Literal["middle", "first"] | None = None  # bottleneck families only
-    factorize: Literal["3d", "2+1d"] = "3d"
+    # the kernels of conv_a and conv_b, cycled over the blocks (None: the family's default)
+    kernel_a: Annotated[tuple[Dims3, ...], Field(min_length=1, max_length=MAX_CYCLE)] | None = None
+    kernel_b: Annotated[tuple[Dims3, ...], Field(min_length=1, max_length=MAX_CYCLE)] | None = None
+    # 2+1d: spatial conv then temporal (R(2+1)D); 1+2d: temporal first (PyTorchVideo)
+    factorize: Literal["3d", "2+1d", "1+2d"] = "3d"
+    # the width between the two factorized convs: out (the conv's output width), matched
+    # (each conv matched to its 3D conv's parameter count: R(2+1)D, VMZ), matched-block
+    # (matched with the block's input width and width, for every conv: torchvision)
+    mid: Literal["out", "matched", "matched-block"] | None = None
     ip_relu: bool | None = None  # bottleneck-IP only
     # squeeze-excitation ratios cycled over the stage's blocks (0: none); bottleneck and x3d
     se: tuple[Annotated[float, Field(ge=0, le=1)], ...] | None = None
     act_b: Literal["relu", "swish"] | None = None  # the activation after conv_b (and SE)
     project: bool | None = None  # simple-D only
+    pool: Dims3 | None = None  # a max-pool after the stage: kernel = stride, no padding
 
     @model_validator(mode="before")
     @classmethod
@@ -265,7 +329,9 @@ class Stage(_Frozen):
         if isinstance(expansion, float) and expansion.is_integer():
             data["expansion"] = int(expansion)  # `expansion=4` reads as a number
         for opt in BLOCK_OPTIONS:
-            if opt.applies is _every_family:
+            if opt.cycles and isinstance(data.get(opt.field), (tuple, list)):
+                data[opt.field] = shortest_cycle(tuple(data[opt.field]))
+            if opt.applies is _every_family and not callable(opt.default):
                 continue  # an ordinary field with a default
             value = data.get(opt.field)
             if opt.applies(fam) and value is None:
@@ -277,6 +343,15 @@ class Stage(_Frozen):
                     raise ValueError(f"`{opt.field}={value}` means nothing for {fam.value} blocks")
                 data[opt.field] = None
         return data
+
+    @model_validator(mode="after")
+    def _mid_needs_factorizing(self) -> Stage:
+        if self.mid not in (None, "out") and self.factorize == "3d":
+            raise ValueError(
+                f"`mid={self.mid}` is the width between factorized convs: "
+                "it needs factorize=2+1d or factorize=1+2d"
+            )
+        return self
 
     @field_validator("expansion")
     @classmethod
@@ -310,6 +385,11 @@ class Stage(_Frozen):
     def se_ratio(self, block: int) -> float:
         """The squeeze-excitation ratio of the stage's block `block` (0-based); 0: none."""
         return self.se[block % len(self.se)] if self.se else 0
+
+    def kernels(self, block: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """The kernels of conv_a and conv_b in block `block` (0-based) of the stage."""
+        a, b = self.kernel_a, self.kernel_b
+        return tuple(a[block % len(a)]), tuple(b[block % len(b)])
 
 
 class HeadConv(_Frozen):

@@ -15,6 +15,8 @@ from csnspec.lowering import lower
 from csnspec.spec import Family, Head, HeadConv, Network, Norm, Stage, StemConv, StemPool
 
 STRIDES = [(1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 1, 1)]
+KERNELS = [(1, 1, 1), (3, 1, 1), (1, 3, 3), (3, 3, 3), (3, 3, 1)]
+POOLS = [(2, 1, 1), (1, 2, 2), (2, 2, 2)]
 # network names; Python keywords (`if`, `in`...) are refused by the spec IR, so never drawn
 NAMES = st.from_regex(r"[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,4}){0,2}", fullmatch=True).filter(
     lambda n: not keyword.iskeyword(n.replace("-", "_"))
@@ -29,7 +31,9 @@ def stages_(draw, small: bool):
     widths = [8, 16, 24, 32] if small else [8, 16, 32, 64, 96, 128]
 
     def block_options(fam: Family) -> dict:
-        opts: dict = {"family": fam, "factorize": draw(st.sampled_from(["3d", "2+1d"]))}
+        opts: dict = {"family": fam, "factorize": draw(st.sampled_from(["3d", "2+1d", "1+2d"]))}
+        if fam in (Family.SIMPLE, Family.BOTTLENECK) and opts["factorize"] != "3d":
+            opts["mid"] = draw(st.sampled_from(["out", "matched", "matched-block"]))
         if fam.uses_groups:
             opts["groups"] = draw(st.sampled_from([1, 2, 4, 8]))
         if fam.is_bottleneck:
@@ -46,6 +50,10 @@ def stages_(draw, small: bool):
             opts["project"] = draw(st.booleans())
         return opts
 
+    def kernels():
+        # the family's default, one kernel, or an alternation over the blocks
+        return draw(st.none() | st.lists(st.sampled_from(KERNELS), min_size=1, max_size=2))
+
     common = block_options(draw(st.sampled_from(list(Family))))
     out = []
     for _ in range(n):
@@ -55,6 +63,9 @@ def stages_(draw, small: bool):
                 blocks=draw(st.integers(1, max_blocks)),
                 width=draw(st.sampled_from(widths)),
                 stride=draw(st.sampled_from(STRIDES)),
+                kernel_a=kernels(),
+                kernel_b=kernels(),
+                pool=draw(st.none() | st.none() | st.sampled_from(POOLS)),
                 **opts,
             )
         )

@@ -26,7 +26,7 @@ SEEDS = [p.read_text(encoding="utf-8") for p in SPECS]
 SCALE = settings().max_examples * 10  # 300 mutants in the ci profile, 5000 when thorough
 
 # Characters and tokens a mutation may insert: the language's own, near-misses, and hostile ones.
-CHARS = list("x[],=#-+.0123456789 \t\n\r:;(){}\"'`\\$") + ["\u0435", "\u00a0", "\x00", "\u200b"]
+CHARS = list("x[],=#-+./0123456789 \t\n\r:;(){}\"'`\\$") + ["\u0435", "\u00a0", "\x00", "\u200b"]
 # what other tools call line breaks (issue 14 item 4), and an escape sequence (item 5)
 CHARS += ["\f", "\x0b", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r\n", "\x1b[2J"]
 TOKENS = [
@@ -65,6 +65,19 @@ TOKENS = [
     "stride-at=first",
     "factorize=2+1d",
     "factorize=3d",
+    "factorize=1+2d",
+    "mid=matched",
+    "mid=matched-block",
+    "mid=out",
+    "kernel-a=3x1x1/1x1x1",
+    "kernel-b=1x3x3",
+    "kernel-a=[3x1x1,1x1x1/3x1x1]",
+    "kernel-b=0x3x3",
+    "/",
+    "/1x1x1",
+    "pool=2x1x1",
+    "pools=[2x1x1,none]",
+    "pool=none",
     "ip-relu=on",
     "project=off",
     "x3d",
@@ -119,7 +132,7 @@ TOKENS = [
     "None",
     "stem maxpool 1x3x3",  # a stem of max-pools only (issue 14 item 1)
 ]
-INTERNAL = re.compile(r"__ANON|_NL\b|\$END|Token\(|Tree\(|\blark\b|LSQB|RSQB|\bDIMS\b")
+INTERNAL = re.compile(r"__ANON|_NL\b|\$END|Token\(|Tree\(|\blark\b|LSQB|RSQB|\bDIMS\b|\bSLASH\b")
 
 
 def _mutate(draw, text: str) -> str:

@@ -29,12 +29,12 @@ head avgpool, dropout choose(0.2,0.5), fc
 """
 
 
-@pytest.mark.parametrize("where", ["per-stage", "mixed"])
+@pytest.mark.parametrize("where", ["per-stage", "csn-x3d", "mixed"])
 def test_fast_scorer_equals_stats(where):
     if where == "mixed":
         space = parse_space(MIXED, "mixed")
     else:
-        space = load_space(SPACES / "per-stage.space")
+        space = load_space(SPACES / f"{where}.space")
     scorer = Scorer(space)
     rng = random.Random(0)
     checked = invalid = 0
@@ -136,8 +136,11 @@ def test_bottleneck_x_interactions_barely_change_until_dg(depth):
     total = {k: csnspec.stats(v).total.interactions for k, v in nets.items()}
     base = total["bottleneck"]
     flat = [total[f"bottleneck-G g={g}"] for g in (2, 4, 8, 16, 32)] + [total["bottleneck-D"]]
+    # 16 blocks: within a few percent. 8 blocks are Table 2's 26-layer networks (expansion 1),
+    # where section 4.2 puts ir-CSN-26 at "about 64% of the original" ResNet3D-26.
+    floor = 0.93 if depth == 16 else 0.6
     for value in flat:
-        assert 0.93 * base < value < base  # within a few percent
+        assert floor * base < value < base
     assert flat == sorted(flat, reverse=True)
     for g in (2, 4, 8, 16, 32):
         assert total[f"bottleneck-DG g={g}"] < 0.5 * base  # the sharp drop

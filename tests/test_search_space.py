@@ -125,6 +125,19 @@ def test_per_stage_lines_and_whole_lists():
     assert sum(n for (kind, _), n in ex.tally.reasons.items() if kind == "duplicate") == 1
 
 
+def test_a_choice_inside_an_alternation():
+    # any block option can vary, part by part of a value that alternates over the blocks
+    space = parse_space(
+        head("stages bottleneck kernel-a=choose(3x1x1, 1x1x1)/1x1x1 x [2,3] kernel-b=1x3x3\n")
+    )
+    assert [c.label for c in space.choices] == ["kernel-a/0"]
+    first, second = (canonical(space, c) for c in expand(space).candidates)
+    assert "kernel-a=3x1x1/1x1x1" in first and "kernel-a=" not in second  # 1x1x1: the default
+    # the chosen part lands in the network: 3x1x1 in blocks 1, 3, ..., 1x1x1 in blocks 2, 4
+    net = csnspec.parse(first)
+    assert [s.kernel_a for s in net.stages] == [((3, 1, 1), (1, 1, 1))] * 2
+
+
 def test_shipped_spaces_expand():
     for path in sorted((ROOT / "spaces").glob("*.space")):
         space = load_space(path)

@@ -321,7 +321,10 @@ def test_names_that_shadow_modules_are_refused_alike(name, tmp_path, capsys):
     spec = tmp_path / "n.csn"
     spec.write_text(TINY.replace("tiny", name))
     assert main(["compile", str(spec), "--out-dir", str(tmp_path)]) == 2
-    assert f"{spec}: error: network name '{name}'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # pointed at the name where the spec writes it: line 1, column 9 ("network <name>")
+    assert f"{spec}:1:9: error: network name '{name}'" in err
+    assert err.splitlines()[2].strip() == "^" * len(name)
     assert not (tmp_path / f"{name}.py").exists()
 
 

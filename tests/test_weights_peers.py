@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
-import sys
-import types
 
 import pytest
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
+
+from peer_imports import pytorchvideo_models
 
 import csnspec
 from csnspec import ops as ir
@@ -32,16 +32,8 @@ HAS_TORCH_BACKEND = importlib.util.find_spec("csnspec.backends.torch") is not No
 
 
 def create_csn(**kwargs):
-    """PyTorchVideo's create_csn. pytorchvideo.models imports torchvision.ops.RoIAlign (for a
-    detection head CSN never uses) and torchvision is not installed: stub just that name."""
-    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-        tv, tv_ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
-        tv_ops.RoIAlign = type("RoIAlign", (nn.Module,), {})
-        tv.ops = tv_ops
-        sys.modules.update({"torchvision": tv, "torchvision.ops": tv_ops})
-    from pytorchvideo.models.csn import create_csn as create
-
-    return create(**kwargs)
+    """PyTorchVideo's create_csn (its torchvision import stubbed: tests/peer_imports.py)."""
+    return pytorchvideo_models("csn").create_csn(**kwargs)
 
 
 def randomise(model: nn.Module, seed: int = 0) -> nn.Module:

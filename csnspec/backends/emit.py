@@ -15,7 +15,17 @@ from dataclasses import dataclass, replace
 from functools import cache
 
 from ..errors import CsnError
-from ..ops import Add, BatchNorm, Block, Conv3d, LoweredNetwork, ReLU, SqueezeExcite, Swish
+from ..ops import (
+    Add,
+    BatchNorm,
+    Block,
+    Conv3d,
+    LoweredNetwork,
+    MaxPool,
+    ReLU,
+    SqueezeExcite,
+    Swish,
+)
 from ..spec import Family
 from .common import check_attr_path, check_identifier, check_network_name, class_name, dims, num
 
@@ -71,6 +81,7 @@ def check_module_name(name: str) -> str:
             f"network name {name!r} would be written as {stem}.py, which shadows the "
             f"module {stem!r} for any code run from the same folder",
             hint="rename the network, e.g. 'my-" + name + "'",
+            fields=("name",),
         )
     return name
 
@@ -106,6 +117,8 @@ PARAM_TYPES = {
     "in_channels": "int",
     "width": "int",
     "out_channels": "int",
+    "mid_a": "int",  # the width between conv_a's factorized halves (mid=matched...)
+    "mid_b": "int",
     "groups": "int",
     "se_width": "int",
     "stride": "tuple[int, int, int]",
@@ -118,7 +131,7 @@ STRIDE = {
     "stride_t": "(stride[0], 1, 1)",
     "stride_hw": "(1, stride[1], stride[2])",
 }
-_REFS = {"in_channels", "width", "out_channels", "se_width", "stride", "stride_t", "stride_hw"}
+_REFS = {"in_channels", "width", "out_channels", "mid_a", "mid_b", "se_width"} | set(STRIDE)
 # The names of a squeeze-excitation's sub-ops (ops.SqueezeExcite), which the backends' one
 # `SqueezeExcite` class holds under the same names.
 SE_PARTS = ("reduce", "relu", "expand", "gate")
@@ -343,6 +356,8 @@ class BlockClass:
             "in_channels": num(p.in_channels),
             "width": num(p.width),
             "out_channels": num(p.out_channels),
+            "mid_a": num(p.mid_a or 0),
+            "mid_b": num(p.mid_b or 0),
             "groups": num(self.groups.get(block.name, 1)),
             "se_width": num(p.se_width),
             "stride": dims(p.stride),
@@ -378,6 +393,23 @@ def _features(residual: tuple) -> list[str]:
     )
     words += [f"G{g}" for g in groups]
     return words
+
+
+# The kernel each conv of a family has unless `kernel-a=` / `kernel-b=` say otherwise.
+def _default_kernel(family: Family, slot: str) -> tuple[int, int, int]:
+    return (1, 1, 1) if family.is_bottleneck and slot == "conv_a" else (3, 3, 3)
+
+
+def _kernel_words(family: Family, residual: tuple) -> list[str]:
+    """`A3x1x1`, `B1x3x3`: the kernels of conv_a and conv_b where not the family's default
+    (the words that tell apart the classes of an alternating or per-stage kernel pattern)."""
+    return [
+        s.name[-1].upper() + "x".join(map(str, s.kernel))
+        for s in residual
+        if isinstance(s, ConvShape)
+        and s.name in ("conv_a", "conv_b")
+        and s.kernel != _default_kernel(family, s.name)
+    ]
 
 
 def block_classes(low: LoweredNetwork) -> tuple[BlockClass, ...]:
@@ -429,14 +461,21 @@ def block_classes(low: LoweredNetwork) -> tuple[BlockClass, ...]:
                 raw.append((family, residual, sc, merge, names, gs))
 
     per_family: dict[Family, int] = {}
+    kernel_words: dict[Family, list[list[str]]] = {}
     for r in raw:
         per_family[r[0]] = per_family.get(r[0], 0) + 1
+        kernel_words.setdefault(r[0], []).append(_kernel_words(r[0], r[1]))
+    # a kernel every class of the family has tells none of them apart
+    shared = {
+        fam: set.intersection(*(set(w) for w in words)) for fam, words in kernel_words.items()
+    }
     taken = set(RESERVED)
     out = []
     for family, residual, sc, merge, names, gs in raw:
         base = FAMILY_CLASS[family]
         if per_family[family] > 1:
             base += "".join(_features(residual))
+            base += "".join(w for w in _kernel_words(family, residual) if w not in shared[family])
         name, i = base, 2
         while name in taken:
             name, i = f"{base}{i}", i + 1
@@ -461,8 +500,10 @@ class Run:
 class StageLayout:
     name: str
     in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]  # after the pool, where there is one
     runs: tuple[Run, ...]
+    pool: MaxPool | None = None  # the max-pool after the blocks (`pool=`): an attribute `pool_name`
+    pool_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,7 +540,18 @@ def model(low: LoweredNetwork) -> Model:
                 runs[-1] = Run(c.name, args, runs[-1].count + 1)
             else:
                 runs.append(Run(c.name, args, 1))
-        stages.append(StageLayout(parts[0], stage.in_shape, stage.out_shape, tuple(runs)))
+        pool = getattr(stage, "pool", None)
+        pool_name = None
+        if pool is not None:
+            if not isinstance(pool, MaxPool):
+                raise CsnError(f"the op after stage {stage.name!r} is not a max-pool")
+            pool_name = check_attr_path(pool.name)
+            if len(pool_name) != 1:
+                raise CsnError(f"stage pool name {pool.name!r} is not a plain attribute")
+            pool_name = check_identifier(pool_name[0])
+        stages.append(
+            StageLayout(parts[0], stage.in_shape, stage.out_shape, tuple(runs), pool, pool_name)
+        )
     fc = low.head.ops[-1] if low.head.ops else None
     if fc is None or fc.kind != "linear":
         raise CsnError("the head must end in an fc layer")

@@ -36,7 +36,7 @@ def run(args) -> int:
     from ..backends import module_name, render
     from ..backends.emit import check_depthwise
     from ..lowering import lower
-    from ..parse import load
+    from ..parse import load, located_in
 
     try:
         check_depthwise(args.backend, args.depthwise)
@@ -59,7 +59,7 @@ def run(args) -> int:
         try:
             name = module_name(net)
         except CsnError as err:
-            raise err.located(None, path) from None
+            raise located_in(err, path) from None
         target = Path(args.output) if args.output is not None else out_dir / name
         if target in outputs:
             raise CsnError(

@@ -25,23 +25,38 @@ def register(sub) -> None:
         "--input", metavar="CxTxHxW", help="report for another input clip, e.g. 3x32x256x256"
     )
     p.add_argument("--classes", type=int, metavar="N", help="report for another class count")
+    p.add_argument(
+        "--convention",
+        metavar="NAME",
+        default="csnspec",
+        help="count FLOPs and params as a publisher does, at the clip it counts: "
+        "csnspec (default), torchvision, fvcore-train, fvcore-eval, pytorchvideo, mmaction2, vmz",
+    )
     p.add_argument("--by", choices=("op", "block", "stage"), default="stage")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from .. import stats
+    from ..conventions import analyse_as, convention_named, counted_input
+    from ..lowering import lower
     from ..parse import load
     from ..report import FORMATS
 
+    try:
+        convention = convention_named(args.convention)
+    except CsnError as err:
+        raise CsnError(f"--convention: {err.message}", hint=err.hint) from None
     net = load(args.file)
+    if args.input is None and counted_input(net.input, convention) != net.input:
+        # the publisher's test crop, unless --input says which clip
+        args.input = "x".join(map(str, counted_input(net.input, convention)))
     if args.input is not None or args.classes is not None:
         try:
             net = _override(net, args)
         except CsnError as err:
             raise err.located(None, args.file) from None
-    sys.stdout.write(FORMATS[args.format](stats(net), args.by))
+    sys.stdout.write(FORMATS[args.format](analyse_as(lower(net), convention), args.by))
     return 0
 
 

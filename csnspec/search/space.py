@@ -280,6 +280,11 @@ class Space:
                 line.options.append(_Option(str(key), _start(node), _end(node), key))
                 walk(node.children[2], prefix + str(key))
                 return
+            if node.data == "cycle":  # one label per position of the alternation
+                items = [c for c in node.children if not _is_punct(c)]
+                for i, item in enumerate(items):
+                    walk(item, f"{label}/{i}")
+                return
             if node.data in ("list", "int_list"):
                 items = [c for c in node.children if not _is_punct(c)]
                 base = prefix + "blocks" if node.data == "int_list" else label
@@ -497,7 +502,13 @@ def _token_hint(tok, expected) -> str | None:
 
 SPACE_LANGUAGE = Language.of(
     STATEMENTS,
-    {"CHOOSE": "'choose'", "LPAR": "'('", "RPAR": "')'", "CMP": "a comparison (<=, <, >=, >)"},
+    {
+        "CHOOSE": "'choose'",
+        "LPAR": "'('",
+        "RPAR": "')'",
+        "SLASH": "'/'",
+        "CMP": "a comparison (<=, <, >=, >)",
+    },
     statement_start=frozenset({"SPACE", "INPUT", "STAGES", "REQUIRE"}),
     char_hints=(_char_hint,),
     token_hints=(_token_hint,),
@@ -515,6 +526,7 @@ def _is_punct(node) -> bool:
         "LPAR",
         "RPAR",
         "CHOOSE",
+        "SLASH",
     )
 
 

@@ -196,7 +196,7 @@ def _checkpoint_classes(layout: Layout, state: dict, low: LoweredNetwork) -> int
     if layout.name == "vmz-caffe2":  # the blob name says it: last_out_L400_w
         found = {int(m.group(1)) for k in state if (m := C2_HEAD.match(k))}
         return found.pop() if len(found) == 1 else None
-    t = state.get(layout.head.format(last=len(low.stages) + 1, classes=0) + ".weight")
+    t = state.get(layout.head.format(last=layout.last(low), classes=0) + ".weight")
     return int(t.shape[0]) if t is not None and t.dim() >= 2 else None
 
 

@@ -41,6 +41,8 @@ class Layout:
     `slots` maps, per block family, an IR slot (the op name after "layerS.B.") to a module name
     template, formatted with s = stage number (1-based), b = index in the stage, n = index over
     the whole network. `head` is formatted with `last` (the stage count + 1) and `classes`.
+    With `pool_modules`, a stage's pool (`pool=`) is a module of its own after the stage (as
+    PyTorchVideo's stage1_pool in `blocks`), so s and last count the pools before them too.
     """
 
     name: str
@@ -52,6 +54,9 @@ class Layout:
     # tensor field -> key suffix, for BN and for conv/linear; None: torch's `module.field`
     bn_fields: dict[str, str] | None = None
     fields: dict[str, str] | None = None
+    pool_modules: bool = False
+    # the stem's names when it has two convs (R(2+1)D's 1x7x7 + 3x1x1), where they differ
+    stem2: dict[str, str] | None = None
     # head op name -> module, where the head has more than its fc (X3D's convs)
     head_ops: dict[str, str] | None = None
 
@@ -66,14 +71,20 @@ class Layout:
         """IR op name -> source module, and what this layout cannot hold: {reason: [names]}."""
         names: dict[str, str] = {}
         unsupported: dict[str, list[str]] = {}
+        stem = self.stem
+        if self.stem2 and any(op.name == "stem.conv2" for op in low.stem.ops):
+            stem = self.stem2
         for op in low.stem.ops:
             if isinstance(op, PARAM_OPS):
-                if op.name in self.stem:
-                    names[op.name] = self.stem[op.name]
+                if op.name in stem:
+                    names[op.name] = stem[op.name]
                 else:
                     unsupported.setdefault(f"{self.title} has one stem conv", []).append(op.name)
-        n = 0
-        for s, stage in enumerate(low.stages, start=1):
+        n = pools = 0
+        for i, stage in enumerate(low.stages, start=1):
+            s = i + pools
+            if self.pool_modules and stage.pool is not None:
+                pools += 1
             for b, block in enumerate(stage.blocks):
                 table = self.slots.get(block.family)
                 if table is None:
@@ -91,19 +102,24 @@ class Layout:
                 n += 1
         for op in low.head.ops:
             if isinstance(op, PARAM_OPS) and self.head_ops and op.name in self.head_ops:
-                names[op.name] = self.head_ops[op.name].format(last=len(low.stages) + 1)
+                names[op.name] = self.head_ops[op.name].format(last=self.last(low))
             elif isinstance(op, Linear):
-                names[op.name] = self.head.format(last=len(low.stages) + 1, classes=classes)
+                names[op.name] = self.head.format(last=self.last(low), classes=classes)
             elif isinstance(op, PARAM_OPS):
                 unsupported.setdefault(f"{self.title} has no head {op.kind}", []).append(op.name)
         return names, unsupported
+
+    def last(self, low: LoweredNetwork) -> int:
+        """The index the head's template is formatted with."""
+        pools = sum(st.pool is not None for st in low.stages) if self.pool_modules else 0
+        return len(low.stages) + 1 + pools
 
 
 def _prefixed(prefix: str, table: dict[str, str]) -> dict[str, str]:
     return {slot: prefix + module for slot, module in table.items()}
 
 
-# -- PyTorchVideo (pytorchvideo/models/{csn,resnet,stem,head}.py) -----------------------------
+# -- PyTorchVideo (pytorchvideo/models/{csn,resnet,r2plus1d,stem,head}.py) --------------------
 
 _PTV_BOTTLENECK = _prefixed(
     "blocks.{s}.res_blocks.{b}.",
@@ -116,6 +132,10 @@ _PTV_BOTTLENECK = _prefixed(
         "bn_c": "branch2.norm_c",
         "shortcut_conv": "branch1_conv",
         "shortcut_bn": "branch1_norm",
+        # r2plus1d_r50's conv_b, Conv2plus1d (conv_t, norm, act, conv_xy): `factorize=1+2d`
+        "conv_b_t": "branch2.conv_b.conv_t",
+        "bn_b_t": "branch2.conv_b.norm",
+        "conv_b_s": "branch2.conv_b.conv_xy",
     },
 )
 
@@ -132,6 +152,7 @@ PYTORCHVIDEO = Layout(
         Family.BOTTLENECK_D: _PTV_BOTTLENECK,
     },
     head="blocks.{last}.proj",
+    pool_modules=True,  # create_resnet's stage1_pool (c2d_r50, i3d_r50) is blocks.2
 )
 
 
@@ -179,7 +200,7 @@ _TV_BOTTLENECK = {
 }
 # IPConv3DDepthwise is Sequential(1x1x1 conv, BN, depthwise conv), in conv2's first slot
 _TV_IP = {**_TV_BOTTLENECK, "conv_ip": "conv2.0.0", "bn_ip": "conv2.0.1", "conv_b": "conv2.0.2"}
-_TV_SIMPLE = {  # torchvision BasicBlock with Conv3DSimple (r3d_18)
+_TV_SIMPLE = {  # torchvision BasicBlock with Conv3DSimple / Conv3DNoTemporal (r3d_18, mc3_18)
     "conv_a": "conv1.0",
     "bn_a": "conv1.1",
     "conv_b": "conv2.0",
@@ -187,23 +208,45 @@ _TV_SIMPLE = {  # torchvision BasicBlock with Conv3DSimple (r3d_18)
     "shortcut_conv": "downsample.0",
     "shortcut_bn": "downsample.1",
 }
+# Conv2Plus1D is Sequential(1x3x3 conv, BN, ReLU, 3x1x1 conv) in the conv's first slot, the
+# block's BN after it (`factorize=2+1d`: r2plus1d_18, VMZ's r2plus1d_34 and _152)
+_TV_2PLUS1D = {
+    "conv_a_s": "conv1.0.0",
+    "bn_a_s": "conv1.0.1",
+    "conv_a_t": "conv1.0.3",
+    "conv_b_s": "conv2.0.0",
+    "bn_b_s": "conv2.0.1",
+    "conv_b_t": "conv2.0.3",
+}
+# the stem: BasicStem (conv, BN, ReLU) or R2Plus1dStem (conv, BN, ReLU, conv, BN, ReLU),
+# with VMZ's max-pool after either
+_TV_STEM = {
+    "stem.conv1": "stem.0",
+    "stem.bn1": "stem.1",
+    "stem.conv2": "stem.3",
+    "stem.bn2": "stem.4",
+}
 
+
+_TV_SLOTS = {
+    fam: _prefixed("layer{s}.{b}.", table)
+    for fam, table in (
+        (Family.BOTTLENECK, _TV_BOTTLENECK | _TV_2PLUS1D),
+        (Family.BOTTLENECK_D, _TV_BOTTLENECK),
+        (Family.BOTTLENECK_IP, _TV_IP),
+        (Family.SIMPLE, _TV_SIMPLE | _TV_2PLUS1D),
+    )
+}
 
 VMZ_TORCH = Layout(
-    name="vmz",
-    title="VMZ (PyTorch)",
-    eps=1e-3,
-    stem={"stem.conv1": "stem.0", "stem.bn1": "stem.1"},
-    slots={
-        fam: _prefixed("layer{s}.{b}.", table)
-        for fam, table in (
-            (Family.BOTTLENECK, _TV_BOTTLENECK),
-            (Family.BOTTLENECK_D, _TV_BOTTLENECK),
-            (Family.BOTTLENECK_IP, _TV_IP),
-            (Family.SIMPLE, _TV_SIMPLE),
-        )
-    },
-    head="fc",
+    name="vmz", title="VMZ (PyTorch)", eps=1e-3, stem=_TV_STEM, slots=_TV_SLOTS, head="fc"
+)
+
+
+# -- torchvision (torchvision/models/video/resnet.py: r3d_18, mc3_18, r2plus1d_18) -------------
+
+TORCHVISION = Layout(
+    name="torchvision", title="torchvision", eps=1e-5, stem=_TV_STEM, slots=_TV_SLOTS, head="fc"
 )
 
 
@@ -215,6 +258,17 @@ VMZ_TORCH = Layout(
 _C2_SHORTCUT = {
     "shortcut_conv": "shortcut_projection_{n}",
     "shortcut_bn": "shortcut_projection_{n}_spatbn",
+}
+# R(2+1)D: the spatial half of conv j is `comp_n_conv_j_middle` (+ `_spatbn_j_middle`), the
+# temporal half `comp_n_conv_j` (VMZ's video_model.py add_conv with is_decomposed; the names
+# ig65m-pytorch's convert.py reads for r2plus1d_34)
+_C2_2PLUS1D = {
+    "conv_a_s": "comp_{n}_conv_1_middle",
+    "bn_a_s": "comp_{n}_spatbn_1_middle",
+    "conv_a_t": "comp_{n}_conv_1",
+    "conv_b_s": "comp_{n}_conv_2_middle",
+    "bn_b_s": "comp_{n}_spatbn_2_middle",
+    "conv_b_t": "comp_{n}_conv_2",
 }
 _C2_BOTTLENECK = {
     "conv_a": "comp_{n}_conv_1",
@@ -253,10 +307,16 @@ VMZ_CAFFE2 = Layout(
     eps=1e-3,
     stem={"stem.conv1": "conv1", "stem.bn1": "conv1_spatbn_relu"},
     slots={
-        Family.BOTTLENECK: _C2_BOTTLENECK,
+        Family.BOTTLENECK: _C2_BOTTLENECK | _C2_2PLUS1D,
         Family.BOTTLENECK_D: _C2_IR,
         Family.BOTTLENECK_IP: _C2_IP,
-        Family.SIMPLE: _C2_SIMPLE,
+        Family.SIMPLE: _C2_SIMPLE | _C2_2PLUS1D,
+    },
+    stem2={
+        "stem.conv1": "conv1_middle",
+        "stem.bn1": "conv1_middle_spatbn_relu",
+        "stem.conv2": "conv1",
+        "stem.bn2": "conv1_spatbn_relu",
     },
     head="last_out_L{classes}",  # named after the class count
     # Caffe2 keeps no num_batches_tracked (the importer fills in zeros)
@@ -316,9 +376,11 @@ MMACTION2 = Layout(
 
 
 LAYOUTS = {
-    lay.name: lay for lay in (PYTORCHVIDEO, PYTORCHVIDEO_X3D, VMZ_TORCH, VMZ_CAFFE2, MMACTION2)
+    lay.name: lay
+    for lay in (PYTORCHVIDEO, PYTORCHVIDEO_X3D, VMZ_TORCH, VMZ_CAFFE2, MMACTION2, TORCHVISION)
 }
-SOURCES = ("pytorchvideo", "vmz", "mmaction2")  # what `--from` takes; vmz covers both VMZ layouts
+# what `--from` takes; vmz covers both VMZ layouts
+SOURCES = ("pytorchvideo", "vmz", "mmaction2", "torchvision")
 
 
 def detect(source: str, keys) -> Layout | None:

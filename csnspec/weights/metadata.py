@@ -69,6 +69,18 @@ PRESETS = {
     },
     "vmz": _VMZ,
     "vmz-caffe2": _VMZ,
+    "torchvision": {
+        "mean": [0.43216, 0.394666, 0.37645],
+        "std": [0.22803, 0.22145, 0.216989],
+        "value_range": "0-1",
+        "frames": 16,
+        "sampling_rate": 1,
+        "crop": 112,
+        "short_side_scale": 128,
+        "reference": "torchvision torchvision/models/video/resnet.py (R3D_18_Weights: "
+        "VideoClassification(crop_size=(112, 112), resize_size=(128, 171)), clip_len=16 at "
+        "frame_rate=15) and torchvision/transforms/_presets.py (mean/std)",
+    },
     "mmaction2": {
         "mean": [123.675, 116.28, 103.53],
         "std": [58.395, 57.12, 57.375],

@@ -3,16 +3,16 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend flax`.
 
 csnspec       0.1.0
-spec sha256   562143ed52d429f082d65a7c5fb8fe77a9c80bb332e66122b103d3d79a0845c3
+spec sha256   358d257c7fa2f331401fc2d7724f783b441cc1e677c98b4c396162f231b3c85c
 input clip    3x8x224x224 (channels x frames x height x width)
 classes       400
 
 Complexity per clip, as csnspec counts it (docs/complexity.md):
-    multiply-adds   7,932,189,696 (7.93 GFLOPs)
-    params          8,538,704 (8.54 M, conv and fc)
-    BN params       30,848
-    interactions    3,368,007,872 (the paper's equation 3)
-    activations     142,828,432
+    multiply-adds   4,033,100,800 (4.03 GFLOPs)
+    params          1,677,904 (1.68 M, conv and fc)
+    BN params       13,440
+    interactions    267,739,328 (the paper's equation 3)
+    activations     75,641,232
 
 Channels-last: the model takes (N, T, H, W, C) clips; `from_torch_layout` turns a PyTorch
 batch (N, C, T, H, W) into one. Attribute paths are the op names of csnspec's lowered IR
@@ -33,7 +33,7 @@ from flax import nnx
 from jax import lax
 
 NETWORK = "bottleneck-d-8"
-SPEC_SHA256 = "562143ed52d429f082d65a7c5fb8fe77a9c80bb332e66122b103d3d79a0845c3"
+SPEC_SHA256 = "358d257c7fa2f331401fc2d7724f783b441cc1e677c98b4c396162f231b3c85c"
 INPUT_SHAPE = (3, 8, 224, 224)  # C, T, H, W; the model takes it channels-last
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 
@@ -335,7 +335,7 @@ class Head(nnx.Module):
     """The head: global average -> fc."""
 
     def __init__(self, num_classes: int, *, rngs: nnx.Rngs) -> None:
-        self.fc = nnx.Linear(2048, num_classes, kernel_init=fc_init, rngs=rngs)
+        self.fc = nnx.Linear(512, num_classes, kernel_init=fc_init, rngs=rngs)
 
     def pool_features(self, x: jax.Array) -> jax.Array:
         """The last feature map (N, t, h, w, C) pooled to features (N, C)."""
@@ -350,39 +350,31 @@ class BottleneckD8(nnx.Module):
     """bottleneck-d-8: a stem, 4 stages of residual blocks and a classifier."""
 
     def __init__(self, num_classes: int = 400, *, rngs: nnx.Rngs) -> None:
-        self.num_features = 2048  # the classifier's input width
+        self.num_features = 512  # the classifier's input width
         # the preprocessing the loaded weights expect (filled by csnspec.create_model)
         self.pretrained_cfg: dict | None = None
         self.stem = Stem(rngs=rngs)
-        self.layer1 = nnx.List(  # 256x8x56x56
+        self.layer1 = nnx.List(  # 64x8x56x56
             [
-                BottleneckD(64, 64, 256, shortcut=True, rngs=rngs),
-                BottleneckD(256, 64, 256, rngs=rngs),
+                *(BottleneckD(64, 64, 64, rngs=rngs) for _ in range(2)),
             ]
         )
-        self.layer2 = nnx.List(  # 512x4x28x28
+        self.layer2 = nnx.List(  # 128x4x28x28
             [
-                BottleneckD(256, 128, 512, stride=(2, 2, 2), shortcut=True, rngs=rngs),
-                BottleneckD(512, 128, 512, rngs=rngs),
+                BottleneckD(64, 128, 128, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                BottleneckD(128, 128, 128, rngs=rngs),
             ]
         )
-        self.layer3 = nnx.List(  # 1024x2x14x14
+        self.layer3 = nnx.List(  # 256x2x14x14
             [
-                BottleneckD(512, 256, 1024, stride=(2, 2, 2), shortcut=True, rngs=rngs),
-                BottleneckD(1024, 256, 1024, rngs=rngs),
+                BottleneckD(128, 256, 256, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                BottleneckD(256, 256, 256, rngs=rngs),
             ]
         )
-        self.layer4 = nnx.List(  # 2048x1x7x7
+        self.layer4 = nnx.List(  # 512x1x7x7
             [
-                BottleneckD(
-                    1024,
-                    512,
-                    2048,
-                    stride=(2, 2, 2),
-                    shortcut=True,
-                    rngs=rngs,
-                ),
-                BottleneckD(2048, 512, 2048, rngs=rngs),
+                BottleneckD(256, 512, 512, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                BottleneckD(512, 512, 512, rngs=rngs),
             ]
         )
         self.head = Head(num_classes, rngs=rngs)

@@ -3,16 +3,16 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend flax`.
 
 csnspec       0.1.0
-spec sha256   c2c93d7006bd3d1ce32a2435ea01cd7de1297f0f98279b178471ccee7f8ddd11
+spec sha256   689534ee904a254a476e606ce5144cb6ed63c02fbb3f7e44fd510ff487768655
 input clip    3x8x224x224 (channels x frames x height x width)
 classes       400
 
 Complexity per clip, as csnspec counts it (docs/complexity.md):
-    multiply-adds   5,042,052,096 (5.04 GFLOPs)
-    params          4,886,096 (4.89 M, conv and fc)
-    BN params       30,848
-    interactions    1,357,428,416 (the paper's equation 3)
-    activations     142,828,432
+    multiply-adds   3,252,763,648 (3.25 GFLOPs)
+    params          762,448 (0.76 M, conv and fc)
+    BN params       13,440
+    interactions    34,479,296 (the paper's equation 3)
+    activations     75,641,232
 
 Channels-last: the model takes (N, T, H, W, C) clips; `from_torch_layout` turns a PyTorch
 batch (N, C, T, H, W) into one. Attribute paths are the op names of csnspec's lowered IR
@@ -33,7 +33,7 @@ from flax import nnx
 from jax import lax
 
 NETWORK = "bottleneck-dg-8-g4"
-SPEC_SHA256 = "c2c93d7006bd3d1ce32a2435ea01cd7de1297f0f98279b178471ccee7f8ddd11"
+SPEC_SHA256 = "689534ee904a254a476e606ce5144cb6ed63c02fbb3f7e44fd510ff487768655"
 INPUT_SHAPE = (3, 8, 224, 224)  # C, T, H, W; the model takes it channels-last
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 
@@ -337,7 +337,7 @@ class Head(nnx.Module):
     """The head: global average -> fc."""
 
     def __init__(self, num_classes: int, *, rngs: nnx.Rngs) -> None:
-        self.fc = nnx.Linear(2048, num_classes, kernel_init=fc_init, rngs=rngs)
+        self.fc = nnx.Linear(512, num_classes, kernel_init=fc_init, rngs=rngs)
 
     def pool_features(self, x: jax.Array) -> jax.Array:
         """The last feature map (N, t, h, w, C) pooled to features (N, C)."""
@@ -352,46 +352,31 @@ class BottleneckDg8G4(nnx.Module):
     """bottleneck-dg-8-g4: a stem, 4 stages of residual blocks and a classifier."""
 
     def __init__(self, num_classes: int = 400, *, rngs: nnx.Rngs) -> None:
-        self.num_features = 2048  # the classifier's input width
+        self.num_features = 512  # the classifier's input width
         # the preprocessing the loaded weights expect (filled by csnspec.create_model)
         self.pretrained_cfg: dict | None = None
         self.stem = Stem(rngs=rngs)
-        self.layer1 = nnx.List(  # 256x8x56x56
+        self.layer1 = nnx.List(  # 64x8x56x56
             [
-                BottleneckDG(64, 64, 256, shortcut=True, rngs=rngs),
-                BottleneckDG(256, 64, 256, rngs=rngs),
+                *(BottleneckDG(64, 64, 64, rngs=rngs) for _ in range(2)),
             ]
         )
-        self.layer2 = nnx.List(  # 512x4x28x28
+        self.layer2 = nnx.List(  # 128x4x28x28
             [
-                BottleneckDG(256, 128, 512, stride=(2, 2, 2), shortcut=True, rngs=rngs),
-                BottleneckDG(512, 128, 512, rngs=rngs),
+                BottleneckDG(64, 128, 128, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                BottleneckDG(128, 128, 128, rngs=rngs),
             ]
         )
-        self.layer3 = nnx.List(  # 1024x2x14x14
+        self.layer3 = nnx.List(  # 256x2x14x14
             [
-                BottleneckDG(
-                    512,
-                    256,
-                    1024,
-                    stride=(2, 2, 2),
-                    shortcut=True,
-                    rngs=rngs,
-                ),
-                BottleneckDG(1024, 256, 1024, rngs=rngs),
+                BottleneckDG(128, 256, 256, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                BottleneckDG(256, 256, 256, rngs=rngs),
             ]
         )
-        self.layer4 = nnx.List(  # 2048x1x7x7
+        self.layer4 = nnx.List(  # 512x1x7x7
             [
-                BottleneckDG(
-                    1024,
-                    512,
-                    2048,
-                    stride=(2, 2, 2),
-                    shortcut=True,
-                    rngs=rngs,
-                ),
-                BottleneckDG(2048, 512, 2048, rngs=rngs),
+                BottleneckDG(256, 512, 512, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                BottleneckDG(512, 512, 512, rngs=rngs),
             ]
         )
         self.head = Head(num_classes, rngs=rngs)

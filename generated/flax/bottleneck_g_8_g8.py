@@ -3,16 +3,16 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend flax`.
 
 csnspec       0.1.0
-spec sha256   dd7f86ef429666d1ce2713538ace6c1246788de1fbcc29f0ab7e7068e085ae91
+spec sha256   e2555b10aaf3597faf29385a8673a6f03f7df5a77f33868c54f15b700ab0e81a
 input clip    3x8x224x224 (channels x frames x height x width)
 classes       400
 
 Complexity per clip, as csnspec counts it (docs/complexity.md):
-    multiply-adds   9,117,597,696 (9.12 GFLOPs)
-    params          10,836,944 (10.84 M, conv and fc)
-    BN params       30,848
-    interactions    3,370,360,512 (the paper's equation 3)
-    activations     142,828,432
+    multiply-adds   5,218,508,800 (5.22 GFLOPs)
+    params          3,976,144 (3.98 M, conv and fc)
+    BN params       13,440
+    interactions    270,091,968 (the paper's equation 3)
+    activations     75,641,232
 
 Channels-last: the model takes (N, T, H, W, C) clips; `from_torch_layout` turns a PyTorch
 batch (N, C, T, H, W) into one. Attribute paths are the op names of csnspec's lowered IR
@@ -26,7 +26,7 @@ import jax
 from flax import nnx
 
 NETWORK = "bottleneck-g-8-g8"
-SPEC_SHA256 = "dd7f86ef429666d1ce2713538ace6c1246788de1fbcc29f0ab7e7068e085ae91"
+SPEC_SHA256 = "e2555b10aaf3597faf29385a8673a6f03f7df5a77f33868c54f15b700ab0e81a"
 INPUT_SHAPE = (3, 8, 224, 224)  # C, T, H, W; the model takes it channels-last
 
 # The public CSN code's initialisation, as the PyTorch backend's: Kaiming-normal (fan-out)
@@ -153,7 +153,7 @@ class Head(nnx.Module):
     """The head: global average -> fc."""
 
     def __init__(self, num_classes: int, *, rngs: nnx.Rngs) -> None:
-        self.fc = nnx.Linear(2048, num_classes, kernel_init=fc_init, rngs=rngs)
+        self.fc = nnx.Linear(512, num_classes, kernel_init=fc_init, rngs=rngs)
 
     def pool_features(self, x: jax.Array) -> jax.Array:
         """The last feature map (N, t, h, w, C) pooled to features (N, C)."""
@@ -168,39 +168,31 @@ class BottleneckG8G8(nnx.Module):
     """bottleneck-g-8-g8: a stem, 4 stages of residual blocks and a classifier."""
 
     def __init__(self, num_classes: int = 400, *, rngs: nnx.Rngs) -> None:
-        self.num_features = 2048  # the classifier's input width
+        self.num_features = 512  # the classifier's input width
         # the preprocessing the loaded weights expect (filled by csnspec.create_model)
         self.pretrained_cfg: dict | None = None
         self.stem = Stem(rngs=rngs)
-        self.layer1 = nnx.List(  # 256x8x56x56
+        self.layer1 = nnx.List(  # 64x8x56x56
             [
-                BottleneckG(64, 64, 256, shortcut=True, rngs=rngs),
-                BottleneckG(256, 64, 256, rngs=rngs),
+                *(BottleneckG(64, 64, 64, rngs=rngs) for _ in range(2)),
             ]
         )
-        self.layer2 = nnx.List(  # 512x4x28x28
+        self.layer2 = nnx.List(  # 128x4x28x28
             [
-                BottleneckG(256, 128, 512, stride=(2, 2, 2), shortcut=True, rngs=rngs),
-                BottleneckG(512, 128, 512, rngs=rngs),
+                BottleneckG(64, 128, 128, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                BottleneckG(128, 128, 128, rngs=rngs),
             ]
         )
-        self.layer3 = nnx.List(  # 1024x2x14x14
+        self.layer3 = nnx.List(  # 256x2x14x14
             [
-                BottleneckG(512, 256, 1024, stride=(2, 2, 2), shortcut=True, rngs=rngs),
-                BottleneckG(1024, 256, 1024, rngs=rngs),
+                BottleneckG(128, 256, 256, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                BottleneckG(256, 256, 256, rngs=rngs),
             ]
         )
-        self.layer4 = nnx.List(  # 2048x1x7x7
+        self.layer4 = nnx.List(  # 512x1x7x7
             [
-                BottleneckG(
-                    1024,
-                    512,
-                    2048,
-                    stride=(2, 2, 2),
-                    shortcut=True,
-                    rngs=rngs,
-                ),
-                BottleneckG(2048, 512, 2048, rngs=rngs),
+                BottleneckG(256, 512, 512, stride=(2, 2, 2), shortcut=True, rngs=rngs),
+                BottleneckG(512, 512, 512, rngs=rngs),
             ]
         )
         self.head = Head(num_classes, rngs=rngs)

@@ -3,16 +3,16 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend torch`.
 
 csnspec       0.1.0
-spec sha256   c2c93d7006bd3d1ce32a2435ea01cd7de1297f0f98279b178471ccee7f8ddd11
+spec sha256   689534ee904a254a476e606ce5144cb6ed63c02fbb3f7e44fd510ff487768655
 input clip    3x8x224x224 (channels x frames x height x width)
 classes       400
 
 Complexity per clip, as csnspec counts it (docs/complexity.md):
-    multiply-adds   5,042,052,096 (5.04 GFLOPs)
-    params          4,886,096 (4.89 M, conv and fc)
-    BN params       30,848
-    interactions    1,357,428,416 (the paper's equation 3)
-    activations     142,828,432
+    multiply-adds   3,252,763,648 (3.25 GFLOPs)
+    params          762,448 (0.76 M, conv and fc)
+    BN params       13,440
+    interactions    34,479,296 (the paper's equation 3)
+    activations     75,641,232
 
 Figures are those of Tran et al., "Video Classification with Channel-Separated
 Convolutional Networks" (ICCV 2019). Shapes in comments are per clip, batch dimension
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NETWORK = "bottleneck-dg-8-g4"
-SPEC_SHA256 = "c2c93d7006bd3d1ce32a2435ea01cd7de1297f0f98279b178471ccee7f8ddd11"
+SPEC_SHA256 = "689534ee904a254a476e606ce5144cb6ed63c02fbb3f7e44fd510ff487768655"
 INPUT_SHAPE = (3, 8, 224, 224)
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 
@@ -550,11 +550,11 @@ class Head(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.pool = nn.AdaptiveAvgPool3d(1)
-        self.fc = nn.Linear(2048, num_classes)
+        self.fc = nn.Linear(512, num_classes)
 
     def pool_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (N, C, t, h, w) pooled to features (N, C)."""
-        return self.pool(x).flatten(1)  # 2048
+        return self.pool(x).flatten(1)  # 512
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool_features(x))  # num_classes
@@ -568,28 +568,27 @@ class BottleneckDg8G4(nn.Module):
 
     def __init__(self, num_classes: int = 400, zero_init_last_bn: bool = False) -> None:
         super().__init__()
-        self.num_features = 2048  # the classifier's input width
+        self.num_features = 512  # the classifier's input width
         self.pretrained_cfg: dict | None = None
         self.stem = Stem()
-        # 64x8x56x56 -> 256x8x56x56
+        # 64x8x56x56 -> 64x8x56x56
         self.layer1 = nn.Sequential(
-            BottleneckDG(64, 64, 256, shortcut=True),
-            BottleneckDG(256, 64, 256),
+            *(BottleneckDG(64, 64, 64) for _ in range(2)),
         )
-        # 256x8x56x56 -> 512x4x28x28
+        # 64x8x56x56 -> 128x4x28x28
         self.layer2 = nn.Sequential(
-            BottleneckDG(256, 128, 512, stride=(2, 2, 2), shortcut=True),
-            BottleneckDG(512, 128, 512),
+            BottleneckDG(64, 128, 128, stride=(2, 2, 2), shortcut=True),
+            BottleneckDG(128, 128, 128),
         )
-        # 512x4x28x28 -> 1024x2x14x14
+        # 128x4x28x28 -> 256x2x14x14
         self.layer3 = nn.Sequential(
-            BottleneckDG(512, 256, 1024, stride=(2, 2, 2), shortcut=True),
-            BottleneckDG(1024, 256, 1024),
+            BottleneckDG(128, 256, 256, stride=(2, 2, 2), shortcut=True),
+            BottleneckDG(256, 256, 256),
         )
-        # 1024x2x14x14 -> 2048x1x7x7
+        # 256x2x14x14 -> 512x1x7x7
         self.layer4 = nn.Sequential(
-            BottleneckDG(1024, 512, 2048, stride=(2, 2, 2), shortcut=True),
-            BottleneckDG(2048, 512, 2048),
+            BottleneckDG(256, 512, 512, stride=(2, 2, 2), shortcut=True),
+            BottleneckDG(512, 512, 512),
         )
         self.head = Head(num_classes)
         self.reset_parameters(zero_init_last_bn)
@@ -633,10 +632,10 @@ class BottleneckDg8G4(nn.Module):
     def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, T, H, W) clips to the last stage's feature map (N, C, t, h, w)."""
         x = self.stem(x)  # 64x8x56x56
-        x = self.layer1(x)  # 256x8x56x56
-        x = self.layer2(x)  # 512x4x28x28
-        x = self.layer3(x)  # 1024x2x14x14
-        return self.layer4(x)  # 2048x1x7x7
+        x = self.layer1(x)  # 64x8x56x56
+        x = self.layer2(x)  # 128x4x28x28
+        x = self.layer3(x)  # 256x2x14x14
+        return self.layer4(x)  # 512x1x7x7
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, T, H, W) clips to pooled features (N, num_features)."""

@@ -3,16 +3,16 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend torch`.
 
 csnspec       0.1.0
-spec sha256   dd7f86ef429666d1ce2713538ace6c1246788de1fbcc29f0ab7e7068e085ae91
+spec sha256   e2555b10aaf3597faf29385a8673a6f03f7df5a77f33868c54f15b700ab0e81a
 input clip    3x8x224x224 (channels x frames x height x width)
 classes       400
 
 Complexity per clip, as csnspec counts it (docs/complexity.md):
-    multiply-adds   9,117,597,696 (9.12 GFLOPs)
-    params          10,836,944 (10.84 M, conv and fc)
-    BN params       30,848
-    interactions    3,370,360,512 (the paper's equation 3)
-    activations     142,828,432
+    multiply-adds   5,218,508,800 (5.22 GFLOPs)
+    params          3,976,144 (3.98 M, conv and fc)
+    BN params       13,440
+    interactions    270,091,968 (the paper's equation 3)
+    activations     75,641,232
 
 Figures are those of Tran et al., "Video Classification with Channel-Separated
 Convolutional Networks" (ICCV 2019). Shapes in comments are per clip, batch dimension
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 NETWORK = "bottleneck-g-8-g8"
-SPEC_SHA256 = "dd7f86ef429666d1ce2713538ace6c1246788de1fbcc29f0ab7e7068e085ae91"
+SPEC_SHA256 = "e2555b10aaf3597faf29385a8673a6f03f7df5a77f33868c54f15b700ab0e81a"
 INPUT_SHAPE = (3, 8, 224, 224)
 
 
@@ -109,11 +109,11 @@ class Head(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.pool = nn.AdaptiveAvgPool3d(1)
-        self.fc = nn.Linear(2048, num_classes)
+        self.fc = nn.Linear(512, num_classes)
 
     def pool_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (N, C, t, h, w) pooled to features (N, C)."""
-        return self.pool(x).flatten(1)  # 2048
+        return self.pool(x).flatten(1)  # 512
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool_features(x))  # num_classes
@@ -127,28 +127,27 @@ class BottleneckG8G8(nn.Module):
 
     def __init__(self, num_classes: int = 400, zero_init_last_bn: bool = False) -> None:
         super().__init__()
-        self.num_features = 2048  # the classifier's input width
+        self.num_features = 512  # the classifier's input width
         self.pretrained_cfg: dict | None = None
         self.stem = Stem()
-        # 64x8x56x56 -> 256x8x56x56
+        # 64x8x56x56 -> 64x8x56x56
         self.layer1 = nn.Sequential(
-            BottleneckG(64, 64, 256, shortcut=True),
-            BottleneckG(256, 64, 256),
+            *(BottleneckG(64, 64, 64) for _ in range(2)),
         )
-        # 256x8x56x56 -> 512x4x28x28
+        # 64x8x56x56 -> 128x4x28x28
         self.layer2 = nn.Sequential(
-            BottleneckG(256, 128, 512, stride=(2, 2, 2), shortcut=True),
-            BottleneckG(512, 128, 512),
+            BottleneckG(64, 128, 128, stride=(2, 2, 2), shortcut=True),
+            BottleneckG(128, 128, 128),
         )
-        # 512x4x28x28 -> 1024x2x14x14
+        # 128x4x28x28 -> 256x2x14x14
         self.layer3 = nn.Sequential(
-            BottleneckG(512, 256, 1024, stride=(2, 2, 2), shortcut=True),
-            BottleneckG(1024, 256, 1024),
+            BottleneckG(128, 256, 256, stride=(2, 2, 2), shortcut=True),
+            BottleneckG(256, 256, 256),
         )
-        # 1024x2x14x14 -> 2048x1x7x7
+        # 256x2x14x14 -> 512x1x7x7
         self.layer4 = nn.Sequential(
-            BottleneckG(1024, 512, 2048, stride=(2, 2, 2), shortcut=True),
-            BottleneckG(2048, 512, 2048),
+            BottleneckG(256, 512, 512, stride=(2, 2, 2), shortcut=True),
+            BottleneckG(512, 512, 512),
         )
         self.head = Head(num_classes)
         self.reset_parameters(zero_init_last_bn)
@@ -182,10 +181,10 @@ class BottleneckG8G8(nn.Module):
     def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, T, H, W) clips to the last stage's feature map (N, C, t, h, w)."""
         x = self.stem(x)  # 64x8x56x56
-        x = self.layer1(x)  # 256x8x56x56
-        x = self.layer2(x)  # 512x4x28x28
-        x = self.layer3(x)  # 1024x2x14x14
-        return self.layer4(x)  # 2048x1x7x7
+        x = self.layer1(x)  # 64x8x56x56
+        x = self.layer2(x)  # 128x4x28x28
+        x = self.layer3(x)  # 256x2x14x14
+        return self.layer4(x)  # 512x1x7x7
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, T, H, W) clips to pooled features (N, num_features)."""

@@ -205,7 +205,12 @@ def _stage(s: emit.StageLayout) -> dict:
             items.append(
                 f"{' ' * 16}*(\n{inner}\n{' ' * 20}for _ in range({run.count})\n{' ' * 16}),"
             )
-    return {"name": check_identifier(s.name), "out": shape_text(s.out_shape), "blocks": items}
+    pool = []
+    if s.pool is not None:  # a function in Flax: a line in forward_feature_map, no attribute
+        pool = [f"        # the max-pool after {s.name}: {shape_text(s.out_shape)}"]
+        pool += chain([("maxpool", s.pool_name, s.pool)], "x", "x", 8)
+    out = shape_text(s.pool.in_shape if s.pool is not None else s.out_shape)
+    return {"name": check_identifier(s.name), "out": out, "blocks": items, "pool": pool}
 
 
 # -- stem, head, model -----------------------------------------------------------------------

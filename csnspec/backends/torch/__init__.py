@@ -252,6 +252,7 @@ def _stage(s: emit.StageLayout) -> dict:
         "comment": f"{shape_text(s.in_shape)} -> {shape_text(s.out_shape)}",
         "blocks": items,
         "out": shape_text(s.out_shape),
+        "pool": _op_stmt(s.pool, s.pool_name) if s.pool is not None else None,
     }
 
 
@@ -378,5 +379,9 @@ def _features(low: LoweredNetwork, m: emit.Model) -> list[str]:
     """forward_feature_map's body: the stem, then each stage, shapes in comments."""
     lines = [commented("x = self.stem(x)", shape_text(low.stem.out_shape), 8)]
     for s in m.stages:
-        lines.append(commented(f"x = self.{s.name}(x)", shape_text(s.out_shape), 8))
+        if s.pool is not None:
+            lines.append(commented(f"x = self.{s.name}(x)", shape_text(s.pool.in_shape), 8))
+            lines.append(commented(f"x = self.{s.pool_name}(x)", shape_text(s.out_shape), 8))
+        else:
+            lines.append(commented(f"x = self.{s.name}(x)", shape_text(s.out_shape), 8))
     return _returning(lines)
