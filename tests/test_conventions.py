@@ -132,6 +132,14 @@ def test_mmaction2_csn(name):
     assert round(mparams(report), pd) == params
 
 
+def test_mmaction2_slowonly_r50():
+    # mmaction2 configs/recognition/slowonly/README.md (1.x), 8x8x1, ResNet50: "54.75G | 32.45M"
+    # (the backbone in eval mode at the 256 test crop; PyTorchVideo's slow_r50 is the same net)
+    report = stats_as(spec("slow-r50"), "mmaction2")
+    assert report.input_shape == (3, 8, 256, 256)
+    assert (round(gflops(report), 2), round(mparams(report), 2)) == (54.75, 32.45)
+
+
 # VMZ c2/tutorials/model_zoo.md: ir-CSN-152 "32x224x224 | ... | 96.7 | 29.6", ip-CSN-152
 # "32x224x224 | ... | 108.8 | 32.8": conv and fc multiply-adds, counted at 256 (at 224 the
 # ir-CSN-152 would be 74.0 G), params without BN.
