@@ -63,7 +63,7 @@ def batches(args, tmp: Path):
     from csnspec.data.transforms import ClipOptions
     from csnspec.train.torch_loop import torch_collate
 
-    data = args.data
+    data, fmt, root = args.train, args.format, args.root
     if data is None:
         synthesize(
             tmp / "data",
@@ -74,8 +74,8 @@ def batches(args, tmp: Path):
             seed=0,
             test_fraction=0.25,
         )
-        data = str(tmp / "data" / "train.csv")
-    index = open_index(data)
+        data, fmt, root = str(tmp / "data" / "train.csv"), None, None
+    index = open_index(data, root=root, format=fmt)
     opts = ClipOptions(
         frames=args.frames,
         rate=2,
@@ -149,10 +149,15 @@ def measure(args) -> dict:
 
 
 def main() -> None:
+    from csnspec.commands._data_args import FORMS, add_format_root
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--spec", default=str(ROOT / "specs" / "ircsn50.csn"))
     p.add_argument("--depth", type=int, default=50, help="create_csn model_depth to compare")
-    p.add_argument("--data", help="dataset (default: synthetic videos)")
+    data = p.add_argument_group("data (as `csnspec train` takes it)")
+    data.add_argument("--train", help=f"training videos: {FORMS} (default: synthetic videos)")
+    add_format_root(data)
+    data.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--crop", type=int, default=112)
     p.add_argument("--batch", type=int, default=4)
@@ -161,6 +166,10 @@ def main() -> None:
     p.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
     p.add_argument("--only", choices=("generated", "pytorchvideo"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.data is not None:
+        p.error(
+            f"--data is gone: use --train {args.data} (with --format/--root as `csnspec train`)"
+        )
     if args.only:
         print(json.dumps(measure(args)))
         return

@@ -173,9 +173,9 @@ def _skip_classifier(tensors: dict, fc: str, side_keys, classes: int, path) -> d
 def _load_torch(model, tensors: dict, low, classes: int, path) -> None:
     import torch
 
-    from .weights.convert import detect, flax_to_torch
+    from .weights.convert import flax_to_torch, framework_of
 
-    if detect(tensors) == "flax":
+    if framework_of(tensors) == "flax":
         tensors = flax_to_torch(tensors, _with_classes(low, tensors, "flax"))
     fc = _classifier(low)
     kept = _skip_classifier(tensors, fc, ("weight", 0), classes, path)
@@ -210,10 +210,10 @@ def _load_flax(model, tensors: dict, net, classes: int, path) -> None:
     from flax import nnx
 
     from .lowering import lower
-    from .weights.convert import detect, flax_shapes, to_nnx_state, torch_to_flax
+    from .weights.convert import flax_shapes, framework_of, to_nnx_state, torch_to_flax
 
     low = lower(net)
-    if detect(tensors) == "torch":
+    if framework_of(tensors) == "torch":
         tensors = torch_to_flax(tensors, _with_classes(low, tensors, "torch"))
     kept = _skip_classifier(tensors, _classifier(low), ("kernel", 1), classes, path)
     own = flax_shapes(lower(net.with_input(classes=classes)))

@@ -48,7 +48,7 @@ CHECKS = ("eval", "train", "stats", "grad")
 
 
 @dataclass(frozen=True, slots=True)
-class Row:
+class Comparison:
     """One compared part (a block, the logits, the input gradient) under one check."""
 
     check: str
@@ -81,14 +81,14 @@ class Result:
     spec_text: str
     input_shape: tuple[int, ...]
     batch: int
-    rows: list[Row] = field(default_factory=list)
+    rows: list[Comparison] = field(default_factory=list)
     redraws: int = 0  # clips set aside because a ReLU input sat on its kink (see compare)
 
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.rows)
 
-    def failures(self) -> list[Row]:
+    def failures(self) -> list[Comparison]:
         return [r for r in self.rows if not r.ok]
 
     def table(self) -> str:
@@ -188,7 +188,7 @@ def _grad_measure(pairs) -> tuple[float, float, str]:
 
 
 @dataclass
-class Run:
+class Outputs:
     """What one model computed, in Flax's layouts and names, as float arrays."""
 
     eval_out: dict  # part -> array (blocks NTHWC, "logits")
@@ -197,7 +197,7 @@ class Run:
     grads: dict  # flax parameter name -> array, and "input" (NCTHW)
 
 
-def _torch_run(model, low: LoweredNetwork, x, w, block_names, dtype) -> Run:
+def _torch_run(model, low: LoweredNetwork, x, w, block_names, dtype) -> Outputs:
     import torch
 
     from .weights.convert import torch_to_flax
@@ -240,10 +240,10 @@ def _torch_run(model, low: LoweredNetwork, x, w, block_names, dtype) -> Run:
         {k: p.grad.numpy() for k, p in model.named_parameters()}, low, stats=False
     )
     grads["input"] = xt.grad.numpy()
-    return Run(eval_out, train_out, stats, grads)
+    return Outputs(eval_out, train_out, stats, grads)
 
 
-def _flax_run(model, module, low: LoweredNetwork, x, w, batch, before, jit: bool) -> Run:
+def _flax_run(model, module, low: LoweredNetwork, x, w, batch, before, jit: bool) -> Outputs:
     from flax import nnx
 
     from .weights.convert import from_nnx
@@ -285,7 +285,7 @@ def _flax_run(model, module, low: LoweredNetwork, x, w, batch, before, jit: bool
             stats[f"{op.name}.running_var"] = var
     grads = {".".join(map(str, k)): np.asarray(v[...]) for k, v in nnx.to_flat_state(g_model)}
     grads["input"] = np.asarray(g_x).transpose(0, 4, 1, 2, 3)  # back to NCTHW
-    return Run(eval_out, train_out, stats, grads)
+    return Outputs(eval_out, train_out, stats, grads)
 
 
 # -- the comparison --------------------------------------------------------------------------
@@ -299,7 +299,9 @@ def _part(name: str, parts: list[str]) -> str:
     return name.split(".", 1)[0]
 
 
-def _rows(check: str, ref: dict, other: dict, f64: dict, parts: list[str], measure) -> list[Row]:
+def _rows(
+    check: str, ref: dict, other: dict, f64: dict, parts: list[str], measure
+) -> list[Comparison]:
     """One row per part: tensors grouped by the part they belong to, in forward order."""
     grouped: dict[str, list[str]] = {}
     for name in ref:
@@ -310,18 +312,27 @@ def _rows(check: str, ref: dict, other: dict, f64: dict, parts: list[str], measu
         names = grouped[p]
         max_abs, rel, worst = measure([(n, ref[n], other[n]) for n in names])
         floor = measure([(n, f64[n], ref[n]) for n in names])[1]
-        rows.append(Row(check, p, max_abs, rel, floor, worst))
+        rows.append(Comparison(check, p, max_abs, rel, floor, worst))
     return rows
 
 
-def compare(net, *, input_shape=None, seed: int = 0, batch: int = 2, jit: bool = True) -> Result:
+def compare(
+    net,
+    *,
+    input_shape=None,
+    seed: int = 0,
+    batch: int = 2,
+    jit: bool = True,
+    impls: bool = True,
+) -> Result:
     """Compare the generated models of spec `net` (a csnspec Network); see the module docstring.
 
     `input_shape` (C, T, H, W) replaces the spec's input clip; `batch` >= 2 so train-mode
     BatchNorm has a variance. `jit=False` runs the Flax model op by op (much slower: every
     op is dispatched, and compiled, on its own). Both models run their depthwise convs with
     "auto" (the fast paths); rows "impl" and "impl-grad" compare each fast path with the
-    native call within one framework."""
+    native call within one framework (`impls=False` leaves them out: they build and, in Flax,
+    compile the model once more per implementation)."""
     import torch
 
     from .backends import load_module
@@ -349,10 +360,10 @@ def compare(net, *, input_shape=None, seed: int = 0, batch: int = 2, jit: bool =
         x = rng.standard_normal((batch, *low.input_shape)).astype(np.float32)
         w = rng.standard_normal((batch, low.output_shape[0])).astype(np.float32)
         # every draw starts from the same weights: a train step moves the running statistics
-        t32, t64m = copy.deepcopy(tm), copy.deepcopy(tm)
+        model32, model64 = copy.deepcopy(tm), copy.deepcopy(tm)
         fm = flax_model(fmod.build, torch_to_flax(before, low), seed=seed)
-        t = _torch_run(t32, low, x, w, block_names, torch.float32)
-        t64 = _torch_run(t64m, low, x, w, block_names, torch.float64)
+        t = _torch_run(model32, low, x, w, block_names, torch.float32)
+        t64 = _torch_run(model64, low, x, w, block_names, torch.float64)
         f = _flax_run(fm, fmod, low, x, w, batch, before, jit)
 
         rows = _rows("eval", t.eval_out, f.eval_out, t64.eval_out, parts, _forward_measure)
@@ -369,12 +380,13 @@ def compare(net, *, input_shape=None, seed: int = 0, batch: int = 2, jit: bool =
         if _closest_to_kink(copy.deepcopy(tm), x) > KINK_MARGIN:
             break
         result.redraws += 1
-    # a fast path's float32 rounding is amplified as much as Flax's: the same floors apply
-    floors = {
-        "impl": max(r.floor for r in result.rows if r.check == "train" and r.name == "logits"),
-        "impl-grad": max(r.floor for r in result.rows if r.check == "grad"),
-    }
-    result.rows += _impl_rows(tmod, fmod, low, before, x, w, seed, floors)
+    if impls:
+        # a fast path's float32 rounding is amplified as much as Flax's: the same floors apply
+        floors = {
+            "impl": max(r.floor for r in result.rows if r.check == "train" and r.name == "logits"),
+            "impl-grad": max(r.floor for r in result.rows if r.check == "grad"),
+        }
+        result.rows += _impl_rows(tmod, fmod, low, before, x, w, seed, floors)
     return result
 
 
@@ -391,7 +403,9 @@ def _fast_impls(module, names: str) -> list[str]:
     return fast
 
 
-def _impl_rows(tmod, fmod, low: LoweredNetwork, before, x, w, seed: int, floors) -> list[Row]:
+def _impl_rows(
+    tmod, fmod, low: LoweredNetwork, before, x, w, seed: int, floors
+) -> list[Comparison]:
     """Rows "impl": each fast path's logits and gradients against the native call's, in the
     same framework, same weights and clip (train mode, where BatchNorm uses batch statistics);
     `floors`: PyTorch's float32-vs-float64 measure of the train logits and of the gradients."""
@@ -447,7 +461,7 @@ def _impl_rows(tmod, fmod, low: LoweredNetwork, before, x, w, seed: int, floors)
             ):
                 max_abs, rel, worst = measure([(n, ref[n], got[n]) for n in ref])
                 name = f"{backend} {impl} vs native"
-                rows.append(Row(check, name, max_abs, rel, floors[check], worst))
+                rows.append(Comparison(check, name, max_abs, rel, floors[check], worst))
     return rows
 
 

@@ -15,8 +15,10 @@ from csnspec.data.loader import BatchPlan, threaded_batches
 from csnspec.data.synth import motions, render, synthesize
 from csnspec.data.transforms import (
     ClipOptions,
+    decode_size,
     normalise,
     random_crop,
+    resize,
     scaled,
     train_indices,
     view_crops,
@@ -206,3 +208,44 @@ def test_cli_data_synth_and_index(tmp_path, capsys):
     assert "3 videos, 3 classes" in capsys.readouterr().out
     assert main(["data", "synth", str(out), "--size", "15"]) == 2
     assert "--size must be even" in capsys.readouterr().err
+
+
+def smooth_frames(t: int = 2, h: int = 24, w: int = 32) -> np.ndarray:
+    """Frames of slow gradients: resampling them is well defined to a level or two."""
+    y, x = np.mgrid[0:h, 0:w].astype(float)
+    planes = [120 + 60 * np.sin(x / 11 + k) * np.cos(y / 13 - k) for k in range(3)]
+    frame = np.stack(planes, -1)
+    return np.stack([frame + 5 * i for i in range(t)]).round().astype(np.uint8)
+
+
+def test_an_upscale_is_done_on_the_crops_alone(small):
+    """A video smaller than the scale is decoded at its own size and only the crops' windows are
+    resized: the clips match scaling the whole frame, then cropping."""
+    assert decode_size(24, 32, 30) == (24, 32) and decode_size(24, 32, 18) == (18, 24)
+    frames = smooth_frames()
+    o = ClipOptions(crop=24, flip=False)
+    size = scaled(24, 32, 40)
+    whole = resize(frames, *size).astype(float)
+    for seed in range(4):
+        ours = random_crop(np.random.default_rng(seed), frames, o, size)
+        rng = np.random.default_rng(seed)  # the window random_crop draws
+        y, x = int(rng.integers(0, size[0] - 23)), int(rng.integers(0, size[1] - 23))
+        ref = whole[:, y : y + 24, x : x + 24]
+        assert ours.shape == ref.shape and np.abs(ours - ref).mean() < 1.5
+    for crops in (1, 3):  # the test views too
+        o = ClipOptions(crop=24, crops=crops)
+        pairs = zip(view_crops(frames, o, size), view_crops(whole, o), strict=True)
+        assert all(a.shape == b.shape and np.abs(a - b).mean() < 1.5 for a, b in pairs)
+    clip, _ = TrainClips(open_index(small / "train.csv"), ClipOptions(4, 2, 24, 28, 32), 0)[(0, 0)]
+    assert clip.shape == (3, 4, 24, 24)
+
+
+def test_resize_without_torch_uses_ffmpeg(monkeypatch):
+    import sys
+
+    frames = smooth_frames()
+    with_torch = resize(frames, 37, 41).astype(float)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    without = resize(frames, 37, 41)
+    assert without.shape == (2, 37, 41, 3) and without.dtype == np.uint8
+    assert np.abs(without - with_torch).mean() < 2

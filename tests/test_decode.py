@@ -17,6 +17,7 @@ ENCODINGS = [
     ("h264-bframes.mp4", "mp4", "libx264", {"g": "40", "bf": "3", "preset": "ultrafast"}),
     ("h264-one-keyframe.mp4", "mp4", "libx264", {"g": "1000", "bf": "2"}),
     ("mpeg4-bframes.mp4", "mp4", "mpeg4", {"g": "25", "bf": "2"}),
+    ("mpeg4.mp4", "mp4", "mpeg4", {"g": "12"}),  # as `data synth` writes: the index is the table
     ("vp9.webm", "webm", "libvpx-vp9", {"g": "30", "deadline": "realtime", "cpu-used": "8"}),
     ("vp8.webm", "webm", "libvpx", {"g": "50"}),
 ]
@@ -118,3 +119,19 @@ def test_after_a_failed_seek_decoding_from_the_start_gives_the_same_frames(video
     pick = lambda n: clip_indices(n // 2, n, ClipOptions(frames=8, rate=2))
     full = read_frames(video, pick, lambda h, w: (h, w), seek=False)
     assert np.array_equal(read_frames(video, pick, lambda h, w: (h, w)), full)
+
+
+def test_the_container_index_is_the_frame_table_where_it_can_be(video):
+    """An mp4 without B-frames gives the table from its index (no demuxing); wherever the index
+    is used it is the table demuxing gives; B-frames and WebM's keyframe-only index are not."""
+    import av
+
+    from csnspec.data import decode
+
+    with av.open(str(video)) as c:
+        stream = c.streams.video[0]
+        demuxed = [(p.pts, p.is_keyframe) for p in c.demux(stream) if p.size]
+    with av.open(str(video)) as c:
+        indexed = decode._indexed(c, c.streams.video[0])
+    assert (indexed is not None) == (video.name == "mpeg4.mp4")
+    assert indexed is None or indexed == demuxed

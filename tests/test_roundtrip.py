@@ -126,3 +126,24 @@ def test_every_block_option_is_read_printed_and_refused_where_it_does_not_apply(
             csnspec.parse(f"{head}stages {family.value} {written} x [1]\n")
         assert info.value.message == f"`{option.key}=` means nothing for {family.value} blocks"
         assert info.value.hint == option.hint
+
+
+def test_canonical_text_of_alternations_kernels_and_pools():
+    head = "network n\ninput 3x8x112x112\nclasses 4\n"
+    net = csnspec.parse(
+        head + "stages bottleneck kernel-a=[3x1x1/3x1x1, 1x1x1/3x1x1/1x1x1/3x1x1] "
+        "kernel-b=[3x3x3,3x3x3] factorize=2+1d mid=out x [2,4] pools=[none, none]\n"
+    )
+    # the shortest pattern, defaults left out, a per-stage list only where stages differ
+    assert csnspec.format_spec(net) == (
+        head + "stages bottleneck kernel-a=[3x1x1,1x1x1/3x1x1] factorize=2+1d x [2,4]\n"
+    )
+    assert [st.kernel_a for st in net.stages] == [((3, 1, 1),), ((1, 1, 1), (3, 1, 1))]
+    same = csnspec.parse(
+        head + "stage bottleneck kernel-a=3x1x1 factorize=2+1d x 2 width=64\n"
+        "stage bottleneck kernel-a=1x1x1/3x1x1 factorize=2+1d x 4 width=128 stride=2x2x2\n"
+    )
+    assert same == net
+    pooled = csnspec.parse(head + "stages simple x [1,1] pools=[2x1x1,none]\n")
+    assert csnspec.format_spec(pooled) == head + "stages simple x [1,1] pools=[2x1x1,none]\n"
+    assert pooled.stages[0].pool == (2, 1, 1) and pooled.stages[1].pool is None

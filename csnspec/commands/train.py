@@ -35,6 +35,8 @@ def add_clip_options(p, train: bool) -> None:
 
 
 def register(sub) -> None:
+    from ..train.config import AMP_MODES
+
     p = sub.add_parser(
         "train",
         help="train a spec's generated model on videos",
@@ -63,7 +65,12 @@ def register(sub) -> None:
     opt.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the gradient norm")
     opt.add_argument("--accum", type=int, help="split each batch into N micro-batches")
     opt.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the weights")
-    opt.add_argument("--amp", choices=("bf16", "fp16", "off"), help="CUDA autocast (default bf16)")
+    opt.add_argument(
+        "--amp",
+        choices=AMP_MODES,
+        help="autocast: bf16 (CPU or CUDA), fp16 (CUDA, with a gradient scaler), off; "
+        "default auto: bf16 on CUDA, off on the CPU",
+    )
     opt.add_argument(
         "--no-amp", dest="amp", action="store_const", const="off", help=argparse.SUPPRESS
     )

@@ -16,6 +16,7 @@ from .decode import Reader, VideoError, read_frames
 from .formats import VideoIndex, open_dataset
 from .transforms import (
     ClipOptions,
+    decode_size,
     normalise,
     random_crop,
     scaled,
@@ -47,6 +48,21 @@ class Skipped:
     reason: str
 
 
+class Sizes:
+    """The reader's sizer for a shorter edge of `short` (`decode_size`), remembering the size of
+    the video it was asked about: the frames are cropped as if scaled to `scaled()`."""
+
+    def __init__(self, short: int):
+        self.short, self.native = short, (short, short)
+
+    def __call__(self, height: int, width: int) -> tuple[int, int]:
+        self.native = (height, width)
+        return decode_size(height, width, self.short)
+
+    def scaled(self) -> tuple[int, int]:
+        return scaled(*self.native, self.short)
+
+
 class TrainClips:
     """Training clips: key (epoch, video) -> (clip (3, T, H, W) float32, label) or Skipped."""
 
@@ -63,15 +79,13 @@ class TrainClips:
         rng = np.random.default_rng([self.seed, epoch, i])
         o = self.opts
         short = int(rng.integers(o.scale_min, o.scale_max + 1))
+        size = Sizes(short)
         try:
-            frames = self.reader(
-                self.index.path(i),
-                lambda n: train_indices(rng, n, o),
-                lambda h, w: scaled(h, w, short),
-            )
+            frames = self.reader(self.index.path(i), lambda n: train_indices(rng, n, o), size)
         except VideoError as err:
             return Skipped(self.index.videos[i][0], str(err))
-        return normalise(random_crop(rng, frames, o), o), self.index.videos[i][1]
+        clip = random_crop(rng, frames, o, size.scaled())
+        return normalise(clip, o), self.index.videos[i][1]
 
 
 class EvalViews:
@@ -88,18 +102,15 @@ class EvalViews:
 
     def __getitem__(self, i):
         o = self.opts
+        size = Sizes(o.test_scale)
         try:
-            frames = self.reader(
-                self.index.path(i),
-                lambda n: view_indices(n, o),
-                lambda h, w: scaled(h, w, o.test_scale),
-            )
+            frames = self.reader(self.index.path(i), lambda n: view_indices(n, o), size)
         except VideoError as err:
             return Skipped(self.index.videos[i][0], str(err))
         views = [
             normalise(crop, o)
             for clip in frames.reshape(o.clips, o.frames, *frames.shape[1:])
-            for crop in view_crops(clip, o)
+            for crop in view_crops(clip, o, size.scaled())
         ]
         return np.stack(views), self.index.videos[i][1]
 

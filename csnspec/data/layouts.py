@@ -14,7 +14,7 @@ from ..atomic import write_text
 
 LAYOUTS = ("folders", "kinetics", "mmaction", "ssv2")
 
-Row = tuple[str, str, int]  # (video path relative to the root, class name, class index)
+ListedVideo = tuple[str, str, int]  # (video path relative to the root, class name, class index)
 
 
 def video_path(layout: str, name: str, k: int, i: int) -> str:
@@ -37,7 +37,9 @@ def ssv2_id(k: int, i: int) -> int:
     return 100000 * (k + 1) + i
 
 
-def write_lists(out: Path, layout: str, rows: dict[str, list[Row]], classes: list[str]) -> dict:
+def write_lists(
+    out: Path, layout: str, rows: dict[str, list[ListedVideo]], classes: list[str]
+) -> dict:
     """Write the lists of the `train` and `test` splits; return {split: list file name}."""
     if layout == "ssv2":
         write_json(out / "labels.json", {name: str(k) for k, name in enumerate(classes)})

@@ -20,6 +20,7 @@ from ..errors import CsnError
 log = logging.getLogger("csnspec.train")
 
 CONFIG_FORMAT = "csnspec-train-config/2"
+AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 # The paper's short-side scale range for its 224-pixel crop (section 4.1), scaled for other crops.
 PAPER_CROP, PAPER_SCALE = 224, (256, 320)
@@ -50,7 +51,7 @@ class TrainConfig:
     log_every: int = 10
     val_every: int | None = None  # steps between validations (default: once per epoch)
     device: str = "auto"  # auto | cpu | cuda
-    amp: str = "bf16"  # bf16 | fp16 | off: autocast on CUDA (fp16 with a gradient scaler)
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 (CUDA, scaled) | off
     progress: bool = True
     clip_grad: float | None = None  # max global gradient norm
     accum: int = 1  # micro-batches per optimiser step (the batch is split, not multiplied)
@@ -286,8 +287,8 @@ def check(cfg: TrainConfig) -> None:
         raise CsnError(f"--test-scale {c.test_scale} is smaller than --crop {c.crop}")
     if cfg.batch % cfg.accum:
         raise CsnError(f"--accum {cfg.accum} does not split --batch {cfg.batch}")
-    if cfg.amp not in ("bf16", "fp16", "off"):
-        raise CsnError(f"--amp must be bf16, fp16 or off (got {cfg.amp})")
+    if cfg.amp not in AMP_MODES:
+        raise CsnError(f"--amp must be one of {', '.join(AMP_MODES)} (got {cfg.amp})")
     if cfg.ema is not None and not 0 < cfg.ema < 1:
         raise CsnError(f"--ema is a decay between 0 and 1 (got {cfg.ema})")
     if cfg.clip_grad is not None and cfg.clip_grad <= 0:

@@ -74,13 +74,13 @@ def frozen_ops(low, freeze_stages: int | None) -> set[str]:
 def init_weights(path, low, backend: str, own: dict[str, tuple]) -> tuple[dict, InitNote]:
     """The tensors of `path` that fit the model (`own`: name -> shape, in `backend`'s naming),
     and the note of what was loaded, re-initialised and skipped."""
-    from ..weights.convert import detect, flax_to_torch, torch_to_flax
+    from ..weights.convert import flax_to_torch, framework_of, torch_to_flax
     from .eval_run import load_weights
 
     weights = load_weights(path)
     if not weights:
         raise CsnError(f"{path}: holds no tensors")
-    side = detect(weights)
+    side = framework_of(weights)
     if side != backend:
         ckpt_low = _with_checkpoint_classes(low, weights, side, path)
         convert = torch_to_flax if side == "torch" else flax_to_torch

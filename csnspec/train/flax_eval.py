@@ -13,9 +13,9 @@ def predictor(module, low, classes: int, weights, device: str = "auto", max_view
     """
     from flax import nnx
 
-    from ..weights.convert import detect, flax_model, torch_to_flax
+    from ..weights.convert import flax_model, framework_of, torch_to_flax
 
-    flat = torch_to_flax(weights, low) if detect(weights) == "torch" else weights
+    flat = torch_to_flax(weights, low) if framework_of(weights) == "torch" else weights
     model = flax_model(module.build, flat, num_classes=classes)
     model.eval()
     forward = nnx.jit(lambda m, x: m(x))

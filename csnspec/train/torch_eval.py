@@ -24,13 +24,13 @@ def predictor(module, low, classes: int, weights, device: str = "auto", max_view
     `weights` may be a PyTorch state dict or Flax-named (converted through the spec's IR)."""
     import torch
 
-    from ..weights.convert import detect, flax_to_torch
+    from ..weights.convert import flax_to_torch, framework_of
     from .devices import torch_device
 
     dev = torch_device(device)
     model = module.build(num_classes=classes)
     if weights is not None:
-        if detect(weights) == "flax":
+        if framework_of(weights) == "flax":
             weights = flax_to_torch(weights, low)
         load_into(model, weights)
     model.to(dev).eval()

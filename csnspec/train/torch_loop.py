@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 
 import numpy as np
@@ -14,6 +15,8 @@ from ..data.dataset import collate
 from ..errors import CsnError
 from .finetune import InitNote, bn_ops, classifier_ops, frozen_ops, init_weights, op_of
 from .run import Run
+
+log = logging.getLogger("csnspec.train")
 
 
 def torch_collate(items):
@@ -34,6 +37,38 @@ def distributed() -> tuple[int, int, int]:
 
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def sync_batchnorm(model, world: int, cuda: bool):
+    """`model` with its BatchNorms as SyncBatchNorm (statistics over the global batch) under
+    DDP; refused off CUDA (PyTorch's SyncBatchNorm runs there only), a no-op for one process."""
+    import torch
+
+    if world == 1:
+        log.warning(
+            "--sync-bn: one process, nothing to synchronise: BatchNorm stays as it is "
+            "(SyncBatchNorm applies under torchrun with 2 or more processes)"
+        )
+        return model
+    if not cuda:
+        raise CsnError(
+            "--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only",
+            hint="drop --sync-bn on the CPU (each rank then normalises over its own clips)",
+        )
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def autocast_mode(amp: str, cuda: bool) -> str:
+    """The autocast dtype a run computes in: `auto` is bf16 on CUDA and off on the CPU (whose
+    bf16 kernels are slower than float32 on most CPUs); fp16 needs CUDA's gradient scaler."""
+    if amp == "auto":
+        return "bf16" if cuda else "off"
+    if amp == "fp16" and not cuda:
+        raise CsnError(
+            "--amp fp16: float16 training needs a CUDA device (its gradient scaler)",
+            hint="use --amp bf16 on the CPU, or --amp off",
+        )
+    return amp
 
 
 def arrays_of(model) -> dict[str, np.ndarray]:
@@ -60,10 +95,8 @@ class TorchStepper:
             torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) - cfg.workers))
         torch.manual_seed(cfg.seed)
         model = run.module().build(num_classes=len(run.index.classes))
-        if cfg.sync_bn and self.world > 1:
-            if not self.cuda:
-                raise CsnError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only")
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if cfg.sync_bn:
+            model = sync_batchnorm(model, self.world, self.cuda)
         self.model = model.to(self.device)
         self.frozen = frozen_ops(run.low, cfg.freeze_stages)
         self.bn_frozen = set(bn_ops(run.low)) if cfg.freeze_bn else set()
@@ -84,7 +117,7 @@ class TorchStepper:
             momentum=cfg.momentum,
             weight_decay=cfg.weight_decay,
         )
-        self.amp = cfg.amp if self.cuda else "off"
+        self.amp = autocast_mode(cfg.amp, self.cuda)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.ema = None
         self.ema_model = None
@@ -113,7 +146,7 @@ class TorchStepper:
             self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.train_mode()
         self.autocast = {
-            "device_type": "cuda",
+            "device_type": self.device.type,
             "dtype": torch.float16 if self.amp == "fp16" else torch.bfloat16,
             "enabled": self.amp != "off",
         }

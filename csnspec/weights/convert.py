@@ -174,7 +174,7 @@ def from_nnx(model, stats: bool = True) -> dict[str, np.ndarray]:
 # -- files ---------------------------------------------------------------------------------
 
 
-def detect(names) -> str:
+def framework_of(names) -> str:
     """Which side a file's tensor names come from: 'torch' or 'flax'."""
     last = {n.rsplit(".", 1)[-1] for n in names}
     if last & {"kernel", "scale"} and not last & {"weight", "running_mean"}:
@@ -207,7 +207,7 @@ def convert_file(
 
     tensors, meta, _ = read_safetensors(src, allow_nonfinite=allow_nonfinite)
     carried = {KEY: meta[KEY]} if KEY in meta else {}  # the preprocessing stays with the weights
-    side = detect(tensors) if to is None else {"flax": "torch", "torch": "flax"}[to]
+    side = framework_of(tensors) if to is None else {"flax": "torch", "torch": "flax"}[to]
     if side == "torch":
         counts = {
             n[: -len(".num_batches_tracked")]: int(a)

@@ -46,6 +46,8 @@ class Layout:
     bn_fields: dict[str, str] | None = None
     fields: dict[str, str] | None = None
     pool_modules: bool = False
+    # the stem's names when it has two convs (R(2+1)D's 1x7x7 + 3x1x1), where they differ
+    stem2: dict[str, str] | None = None
 
     def source_key(self, module: str, op, field: str) -> str | None:
         """The checkpoint key of one tensor of an op (None: this layout does not store it)."""
@@ -58,10 +60,13 @@ class Layout:
         """IR op name -> source module, and what this layout cannot hold: {reason: [names]}."""
         names: dict[str, str] = {}
         unsupported: dict[str, list[str]] = {}
+        stem = self.stem
+        if self.stem2 and any(op.name == "stem.conv2" for op in low.stem.ops):
+            stem = self.stem2
         for op in low.stem.ops:
             if isinstance(op, PARAM_OPS):
-                if op.name in self.stem:
-                    names[op.name] = self.stem[op.name]
+                if op.name in stem:
+                    names[op.name] = stem[op.name]
                 else:
                     unsupported.setdefault(f"{self.title} has one stem conv", []).append(op.name)
         n = pools = 0
@@ -211,6 +216,17 @@ _C2_SHORTCUT = {
     "shortcut_conv": "shortcut_projection_{n}",
     "shortcut_bn": "shortcut_projection_{n}_spatbn",
 }
+# R(2+1)D: the spatial half of conv j is `comp_n_conv_j_middle` (+ `_spatbn_j_middle`), the
+# temporal half `comp_n_conv_j` (VMZ's video_model.py add_conv with is_decomposed; the names
+# ig65m-pytorch's convert.py reads for r2plus1d_34)
+_C2_2PLUS1D = {
+    "conv_a_s": "comp_{n}_conv_1_middle",
+    "bn_a_s": "comp_{n}_spatbn_1_middle",
+    "conv_a_t": "comp_{n}_conv_1",
+    "conv_b_s": "comp_{n}_conv_2_middle",
+    "bn_b_s": "comp_{n}_spatbn_2_middle",
+    "conv_b_t": "comp_{n}_conv_2",
+}
 _C2_BOTTLENECK = {
     "conv_a": "comp_{n}_conv_1",
     "bn_a": "comp_{n}_spatbn_1",
@@ -248,10 +264,16 @@ VMZ_CAFFE2 = Layout(
     eps=1e-3,
     stem={"stem.conv1": "conv1", "stem.bn1": "conv1_spatbn_relu"},
     slots={
-        Family.BOTTLENECK: _C2_BOTTLENECK,
+        Family.BOTTLENECK: _C2_BOTTLENECK | _C2_2PLUS1D,
         Family.BOTTLENECK_D: _C2_IR,
         Family.BOTTLENECK_IP: _C2_IP,
-        Family.SIMPLE: _C2_SIMPLE,
+        Family.SIMPLE: _C2_SIMPLE | _C2_2PLUS1D,
+    },
+    stem2={
+        "stem.conv1": "conv1_middle",
+        "stem.bn1": "conv1_middle_spatbn_relu",
+        "stem.conv2": "conv1",
+        "stem.bn2": "conv1_spatbn_relu",
     },
     head="last_out_L{classes}",  # named after the class count
     # Caffe2 keeps no num_batches_tracked (the importer fills in zeros)
