@@ -295,6 +295,7 @@ def test_asking_for_cuda_without_it_is_one_message(tmp_path_factory, tmp_path, c
     assert main([*short_run(data, tmp_path / "run"), "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "--device cuda: this PyTorch sees no CUDA device" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # refused before the run folder is written
     code = main(["eval", str(SPEC), "--weights", "w.safetensors", "--data", "d.csv", "--device",
                  "cuda"])  # fmt: skip
     assert code == 2 and "--device cuda" in capsys.readouterr().err

@@ -71,6 +71,14 @@ def autocast_mode(amp: str, cuda: bool) -> str:
     return amp
 
 
+def check_device(cfg) -> None:
+    """The device and autocast errors a run would meet, raised before its folder is written."""
+    from .devices import torch_device
+
+    device = torch_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    autocast_mode(cfg.amp, device.type == "cuda")
+
+
 def arrays_of(model) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 

@@ -13,6 +13,10 @@ from .run import prepare, read_json
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train (or continue) the run `cfg.out`; return the summary. A finished run is left as it
     is and its summary returned."""
+    if cfg.backend == "torch":
+        from .torch_loop import check_device
+
+        check_device(cfg)
     run = prepare(cfg, resume)
     if resume:
         meta = checkpoint.read_meta(run.checkpoint)
