@@ -100,6 +100,9 @@ FAMILY_CLASS = {
     Family.X3D: "X3DBlock",
 }
 
+# "A bottleneck block", "An x3d block"
+FAMILY_ARTICLE = {family: "An" if family is Family.X3D else "A" for family in Family}
+
 FAMILY_FIGURE = {
     Family.SIMPLE: "Figure 3a",
     Family.SIMPLE_G: "Figure 3b",

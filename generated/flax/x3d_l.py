@@ -240,7 +240,7 @@ class SqueezeExcite(nnx.Module):
 
 
 class X3DBlockSE(nnx.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
     depthwise -> 1x1x1 convs, each with BatchNorm, squeeze-excitation after the second.
     """
 
@@ -322,7 +322,7 @@ class X3DBlockSE(nnx.Module):
 
 
 class X3DBlockSE2(nnx.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
     depthwise -> 1x1x1 convs, each with BatchNorm, squeeze-excitation after the second.
     """
 
@@ -410,7 +410,7 @@ class X3DBlockSE2(nnx.Module):
 
 
 class X3DBlock(nnx.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
     depthwise -> 1x1x1 convs, each with BatchNorm.
     """
 

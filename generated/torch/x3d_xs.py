@@ -477,7 +477,7 @@ class SqueezeExcite(nn.Module):
 
 
 class X3DBlockSE(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
@@ -531,7 +531,7 @@ class X3DBlockSE(nn.Module):
 
 
 class X3DBlockSE2(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
@@ -587,7 +587,7 @@ class X3DBlockSE2(nn.Module):
 
 
 class X3DBlock(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
