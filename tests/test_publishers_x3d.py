@@ -188,11 +188,11 @@ def test_squeeze_excitation_counts_as_two_convs_with_bias():
 
 
 def test_avgpool_alone_before_head_convs_is_the_whole_map_window():
-    # create_x3d sizes its head window to the final map (4x5x5 for XS at 4x160x160): the
-    # shipped specs write `avgpool` alone, which stays valid at any clip
+    # create_x3d sizes its head window to the final map (4x5x5 for XS at 4x160x160), so at the
+    # shipped clip `avgpool` alone is the same network; at another clip it stays global
     text = (ROOT / "specs" / "x3d-xs.csn").read_text()
-    windowed = csnspec.parse(text.replace("avgpool,", "avgpool 4x5x5,"))
-    assert csnspec.lower(windowed).head.ops == csnspec.lower(csnspec.parse(text)).head.ops
-    small = csnspec.lower(csnspec.parse(text).with_input((3, 4, 64, 64)))
+    alone = csnspec.parse(text.replace("avgpool 4x5x5,", "avgpool,"))
+    assert csnspec.lower(alone).head.ops == csnspec.lower(csnspec.parse(text)).head.ops
+    small = csnspec.lower(alone.with_input((3, 4, 64, 64)))
     (pool,) = [op for op in small.head.ops if op.kind == "avgpool"]
     assert pool.kernel == (4, 2, 2) and pool.out_shape == (432, 1, 1, 1)

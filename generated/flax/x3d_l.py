@@ -3,7 +3,7 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend flax`.
 
 csnspec       0.1.0
-spec sha256   b04988f1d208929eb1ea017ef5909ed516cc3db9b6c4cafc4d605710bb352733
+spec sha256   f123cec00c283aa05fd50a6bc82de0a02a18542ff2e79e893a2235f21f681bc1
 input clip    3x16x312x312 (channels x frames x height x width)
 classes       400
 
@@ -33,7 +33,7 @@ from flax import nnx
 from jax import lax
 
 NETWORK = "x3d-l"
-SPEC_SHA256 = "b04988f1d208929eb1ea017ef5909ed516cc3db9b6c4cafc4d605710bb352733"
+SPEC_SHA256 = "f123cec00c283aa05fd50a6bc82de0a02a18542ff2e79e893a2235f21f681bc1"
 INPUT_SHAPE = (3, 16, 312, 312)  # C, T, H, W; the model takes it channels-last
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 

@@ -3,7 +3,7 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend flax`.
 
 csnspec       0.1.0
-spec sha256   a6d1007528e643388d13de0648ea1313820fcc3d952fb5c09941eefb223b2a82
+spec sha256   5f8d0cabf979dc2bb9fe89485194ff4996c90641764b23733c48cc706e42b87c
 input clip    3x16x224x224 (channels x frames x height x width)
 classes       400
 
@@ -33,7 +33,7 @@ from flax import nnx
 from jax import lax
 
 NETWORK = "x3d-m"
-SPEC_SHA256 = "a6d1007528e643388d13de0648ea1313820fcc3d952fb5c09941eefb223b2a82"
+SPEC_SHA256 = "5f8d0cabf979dc2bb9fe89485194ff4996c90641764b23733c48cc706e42b87c"
 INPUT_SHAPE = (3, 16, 224, 224)  # C, T, H, W; the model takes it channels-last
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 

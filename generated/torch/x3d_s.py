@@ -3,7 +3,7 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend torch`.
 
 csnspec       0.1.0
-spec sha256   df1216321d06dc9996bacd55dac6598f40be08961118781e974c2f89ecb14a47
+spec sha256   ebde16447a5c5903857515410cf48635742fe9b1a35bab61bc8af5c4f4c97754
 input clip    3x13x160x160 (channels x frames x height x width)
 classes       400
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NETWORK = "x3d-s"
-SPEC_SHA256 = "df1216321d06dc9996bacd55dac6598f40be08961118781e974c2f89ecb14a47"
+SPEC_SHA256 = "ebde16447a5c5903857515410cf48635742fe9b1a35bab61bc8af5c4f4c97754"
 INPUT_SHAPE = (3, 13, 160, 160)
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 

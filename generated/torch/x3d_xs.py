@@ -3,7 +3,7 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend torch`.
 
 csnspec       0.1.0
-spec sha256   91caa7ccd5af6f907bdf587470d2ed9cd292dd2b26c7e5469224e5ca8d76ca5f
+spec sha256   0f99360a1ceacf0b4d97432d10bbf8329951c9f0b839c410455a1b397acc743b
 input clip    3x4x160x160 (channels x frames x height x width)
 classes       400
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NETWORK = "x3d-xs"
-SPEC_SHA256 = "91caa7ccd5af6f907bdf587470d2ed9cd292dd2b26c7e5469224e5ca8d76ca5f"
+SPEC_SHA256 = "0f99360a1ceacf0b4d97432d10bbf8329951c9f0b839c410455a1b397acc743b"
 INPUT_SHAPE = (3, 4, 160, 160)
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 
