@@ -117,13 +117,20 @@ def test_build_refuses_an_unknown_depthwise_implementation():
 
 
 def _small(path):
-    """A shipped spec at CLIP with at most 2 blocks a stage (the first, strided block and the
-    next: with alternations of period 2, every block class is still built). A fixed head
-    window, sized for the full clip, becomes the global average alone."""
+    """A shipped spec on CLIP with at most 2 blocks a stage (the first, strided block and the
+    next: with alternations of period 2, every block class is still built), its head window
+    (if any, sized for the full clip) cut to the smaller final map."""
     net = csnspec.load(path)
-    stages = [s.model_copy(update={"blocks": min(s.blocks, 2)}) for s in net.stages]
+    stages = tuple(st.model_copy(update={"blocks": min(st.blocks, 2)}) for st in net.stages)
+    net = net.model_copy(update={"stages": stages})
+    if net.head.window is None:
+        return net.with_input(CLIP)
     head = net.head.model_copy(update={"window": None})
-    return net.model_copy(update={"stages": tuple(stages), "head": head}).with_input(CLIP)
+    final = csnspec.lower(net.model_copy(update={"head": head}).with_input(CLIP)).stages[-1]
+    window = tuple(min(w, m) for w, m in zip(net.head.window, final.out_shape[1:]))
+    return net.model_copy(
+        update={"head": net.head.model_copy(update={"window": window})}
+    ).with_input(CLIP)
 
 
 def _one_per_structure(paths) -> list:

@@ -34,6 +34,7 @@ from test_weights_peers import check_logits, import_via_cli, randomise
 from torch import nn
 
 import csnspec
+from csnspec.analysis import op_cost
 from csnspec.weights.layouts import PYTORCHVIDEO_X3D, target_shapes
 
 # spec -> (create_x3d kwargs as pytorchvideo/models/hub/x3d.py builds it, PySlowFast GFLOPs,
@@ -166,3 +167,32 @@ def test_pytorchvideo_x3d_weights_give_the_same_logits(tmp_path):
         model.state_dict()["blocks.1.res_blocks.0.branch2.norm_b.1.block.0.bias"]
     )
     check_logits(low, out, tensors, reference, x, tmp_path)
+
+
+def test_squeeze_excitation_counts_as_two_convs_with_bias():
+    # fvcore's SqueezeExcitation on C channels reduced to R: conv C -> R and R -> C, 1x1x1,
+    # with bias, on the pooled (C, 1, 1, 1) map. X3D-XS layer1.0: C = int(2.25 * 24) = 54,
+    # R = round_width(54, 0.0625) = 8 (pytorchvideo/layers/utils.py: 3.375 -> at least 8)
+    low = csnspec.lower(csnspec.load(ROOT / "specs" / "x3d-xs.csn"))
+    (se,) = [op for op in low.ops() if op.name == "layer1.0.se"]
+    c, r = 54, 8
+    cost = op_cost(se)
+    assert (se.channels, se.reduced) == (c, r)
+    assert cost.params == c * r + r + r * c + c
+    assert cost.flops == c * r + r * c
+    assert cost.interactions == r * (c * (c - 1) // 2) + c * (r * (r - 1) // 2)
+    # SE in blocks 1, 3, 5, ... of every stage (create_x3d_res_stage: `(idx + 1) % 2`)
+    with_se = [b.name for b in low.blocks() if any(op.kind == "squeeze_excite" for op in b.ops)]
+    assert with_se[:4] == ["layer1.0", "layer1.2", "layer2.0", "layer2.2"]
+    assert len(with_se) == 2 + 3 + 6 + 4
+
+
+def test_avgpool_alone_before_head_convs_is_the_whole_map_window():
+    # create_x3d sizes its head window to the final map (4x5x5 for XS at 4x160x160), so at the
+    # shipped clip `avgpool` alone is the same network; at another clip it stays global
+    text = (ROOT / "specs" / "x3d-xs.csn").read_text()
+    alone = csnspec.parse(text.replace("avgpool 4x5x5,", "avgpool,"))
+    assert csnspec.lower(alone).head.ops == csnspec.lower(csnspec.parse(text)).head.ops
+    small = csnspec.lower(alone.with_input((3, 4, 64, 64)))
+    (pool,) = [op for op in small.head.ops if op.kind == "avgpool"]
+    assert pool.kernel == (4, 2, 2) and pool.out_shape == (432, 1, 1, 1)

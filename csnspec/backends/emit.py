@@ -100,6 +100,9 @@ FAMILY_CLASS = {
     Family.X3D: "X3DBlock",
 }
 
+# "A bottleneck block", "An x3d block"
+FAMILY_ARTICLE = {family: "An" if family is Family.X3D else "A" for family in Family}
+
 FAMILY_FIGURE = {
     Family.SIMPLE: "Figure 3a",
     Family.SIMPLE_G: "Figure 3b",
@@ -373,10 +376,12 @@ class BlockClass:
         return out
 
 
-def _features(residual: tuple) -> list[str]:
+def _features(residual: tuple, shortcut: tuple = ()) -> list[str]:
     """Readable words that tell apart structures of one family."""
     names = {s.name for s in residual}
     words = []
+    if [s.name for s in shortcut] == ["shortcut_conv"]:  # x3d: a projection without BN
+        words.append("ConvShortcut")
     if any(n.endswith("_s") for n in names):
         words.append("2Plus1D")
     if "conv_p" in names:
@@ -454,9 +459,12 @@ def block_classes(low: LoweredNetwork) -> tuple[BlockClass, ...]:
         if len(projections) <= 1:
             sc = projections[0] if projections else ()
             raw.append((family, residual, sc, merge, tuple(n for n, _ in g["order"]), g["groups"]))
-        else:  # different projections: one class each (identity blocks join the first)
+        else:  # different projections: one class each; identity blocks join the one with a
+            # BN (x3d's blocks project without BN only where the width stays), else the first
+            normed = [i for i, sc in enumerate(projections) if len(sc) == 2]
+            home = normed[0] if normed else 0
             for i, sc in enumerate(projections):
-                names = tuple(n for n, s in g["order"] if s == sc or (i == 0 and not s))
+                names = tuple(n for n, s in g["order"] if s == sc or (i == home and not s))
                 gs = {n: v for n, v in g["groups"].items() if n in names}
                 raw.append((family, residual, sc, merge, names, gs))
 
@@ -474,7 +482,7 @@ def block_classes(low: LoweredNetwork) -> tuple[BlockClass, ...]:
     for family, residual, sc, merge, names, gs in raw:
         base = FAMILY_CLASS[family]
         if per_family[family] > 1:
-            base += "".join(_features(residual))
+            base += "".join(_features(residual, sc))
             base += "".join(w for w in _kernel_words(family, residual) if w not in shared[family])
         name, i = base, 2
         while name in taken:

@@ -3,7 +3,7 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend flax`.
 
 csnspec       0.1.0
-spec sha256   b04988f1d208929eb1ea017ef5909ed516cc3db9b6c4cafc4d605710bb352733
+spec sha256   f123cec00c283aa05fd50a6bc82de0a02a18542ff2e79e893a2235f21f681bc1
 input clip    3x16x312x312 (channels x frames x height x width)
 classes       400
 
@@ -33,7 +33,7 @@ from flax import nnx
 from jax import lax
 
 NETWORK = "x3d-l"
-SPEC_SHA256 = "b04988f1d208929eb1ea017ef5909ed516cc3db9b6c4cafc4d605710bb352733"
+SPEC_SHA256 = "f123cec00c283aa05fd50a6bc82de0a02a18542ff2e79e893a2235f21f681bc1"
 INPUT_SHAPE = (3, 16, 312, 312)  # C, T, H, W; the model takes it channels-last
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 
@@ -239,8 +239,8 @@ class SqueezeExcite(nnx.Module):
         return x * nnx.sigmoid(self.expand(nnx.relu(self.reduce(scale))))
 
 
-class X3DBlockSE(nnx.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
+class X3DBlockConvShortcutSE(nnx.Module):
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
     depthwise -> 1x1x1 convs, each with BatchNorm, squeeze-excitation after the second.
     """
 
@@ -321,8 +321,8 @@ class X3DBlockSE(nnx.Module):
         return nnx.relu(out + x)
 
 
-class X3DBlockSE2(nnx.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
+class X3DBlockSE(nnx.Module):
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
     depthwise -> 1x1x1 convs, each with BatchNorm, squeeze-excitation after the second.
     """
 
@@ -410,7 +410,7 @@ class X3DBlockSE2(nnx.Module):
 
 
 class X3DBlock(nnx.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
     depthwise -> 1x1x1 convs, each with BatchNorm.
     """
 
@@ -555,7 +555,15 @@ class X3dL(nnx.Module):
         self.stem = Stem(rngs=rngs)
         self.layer1 = nnx.List(  # 24x16x78x78
             [
-                X3DBlockSE(24, 54, 24, 8, stride=(1, 2, 2), shortcut=True, rngs=rngs),
+                X3DBlockConvShortcutSE(
+                    24,
+                    54,
+                    24,
+                    8,
+                    stride=(1, 2, 2),
+                    shortcut=True,
+                    rngs=rngs,
+                ),
                 X3DBlock(24, 54, 24, rngs=rngs),
                 X3DBlockSE(24, 54, 24, 8, rngs=rngs),
                 X3DBlock(24, 54, 24, rngs=rngs),
@@ -564,7 +572,7 @@ class X3dL(nnx.Module):
         )
         self.layer2 = nnx.List(  # 48x16x39x39
             [
-                X3DBlockSE2(24, 108, 48, 8, stride=(1, 2, 2), shortcut=True, rngs=rngs),
+                X3DBlockSE(24, 108, 48, 8, stride=(1, 2, 2), shortcut=True, rngs=rngs),
                 X3DBlock(48, 108, 48, rngs=rngs),
                 X3DBlockSE(48, 108, 48, 8, rngs=rngs),
                 X3DBlock(48, 108, 48, rngs=rngs),
@@ -578,15 +586,7 @@ class X3dL(nnx.Module):
         )
         self.layer3 = nnx.List(  # 96x16x20x20
             [
-                X3DBlockSE2(
-                    48,
-                    216,
-                    96,
-                    16,
-                    stride=(1, 2, 2),
-                    shortcut=True,
-                    rngs=rngs,
-                ),
+                X3DBlockSE(48, 216, 96, 16, stride=(1, 2, 2), shortcut=True, rngs=rngs),
                 X3DBlock(96, 216, 96, rngs=rngs),
                 X3DBlockSE(96, 216, 96, 16, rngs=rngs),
                 X3DBlock(96, 216, 96, rngs=rngs),
@@ -615,7 +615,7 @@ class X3dL(nnx.Module):
         )
         self.layer4 = nnx.List(  # 192x16x10x10
             [
-                X3DBlockSE2(
+                X3DBlockSE(
                     96,
                     432,
                     192,

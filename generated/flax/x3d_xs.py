@@ -3,7 +3,7 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend flax`.
 
 csnspec       0.1.0
-spec sha256   91caa7ccd5af6f907bdf587470d2ed9cd292dd2b26c7e5469224e5ca8d76ca5f
+spec sha256   0f99360a1ceacf0b4d97432d10bbf8329951c9f0b839c410455a1b397acc743b
 input clip    3x4x160x160 (channels x frames x height x width)
 classes       400
 
@@ -33,7 +33,7 @@ from flax import nnx
 from jax import lax
 
 NETWORK = "x3d-xs"
-SPEC_SHA256 = "91caa7ccd5af6f907bdf587470d2ed9cd292dd2b26c7e5469224e5ca8d76ca5f"
+SPEC_SHA256 = "0f99360a1ceacf0b4d97432d10bbf8329951c9f0b839c410455a1b397acc743b"
 INPUT_SHAPE = (3, 4, 160, 160)  # C, T, H, W; the model takes it channels-last
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 
@@ -239,8 +239,8 @@ class SqueezeExcite(nnx.Module):
         return x * nnx.sigmoid(self.expand(nnx.relu(self.reduce(scale))))
 
 
-class X3DBlockSE(nnx.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
+class X3DBlockConvShortcutSE(nnx.Module):
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
     depthwise -> 1x1x1 convs, each with BatchNorm, squeeze-excitation after the second.
     """
 
@@ -321,8 +321,8 @@ class X3DBlockSE(nnx.Module):
         return nnx.relu(out + x)
 
 
-class X3DBlockSE2(nnx.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
+class X3DBlockSE(nnx.Module):
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
     depthwise -> 1x1x1 convs, each with BatchNorm, squeeze-excitation after the second.
     """
 
@@ -410,7 +410,7 @@ class X3DBlockSE2(nnx.Module):
 
 
 class X3DBlock(nnx.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020): 1x1x1 -> 3x3x3
     depthwise -> 1x1x1 convs, each with BatchNorm.
     """
 
@@ -555,14 +555,22 @@ class X3dXs(nnx.Module):
         self.stem = Stem(rngs=rngs)
         self.layer1 = nnx.List(  # 24x4x40x40
             [
-                X3DBlockSE(24, 54, 24, 8, stride=(1, 2, 2), shortcut=True, rngs=rngs),
+                X3DBlockConvShortcutSE(
+                    24,
+                    54,
+                    24,
+                    8,
+                    stride=(1, 2, 2),
+                    shortcut=True,
+                    rngs=rngs,
+                ),
                 X3DBlock(24, 54, 24, rngs=rngs),
                 X3DBlockSE(24, 54, 24, 8, rngs=rngs),
             ]
         )
         self.layer2 = nnx.List(  # 48x4x20x20
             [
-                X3DBlockSE2(24, 108, 48, 8, stride=(1, 2, 2), shortcut=True, rngs=rngs),
+                X3DBlockSE(24, 108, 48, 8, stride=(1, 2, 2), shortcut=True, rngs=rngs),
                 X3DBlock(48, 108, 48, rngs=rngs),
                 X3DBlockSE(48, 108, 48, 8, rngs=rngs),
                 X3DBlock(48, 108, 48, rngs=rngs),
@@ -571,15 +579,7 @@ class X3dXs(nnx.Module):
         )
         self.layer3 = nnx.List(  # 96x4x10x10
             [
-                X3DBlockSE2(
-                    48,
-                    216,
-                    96,
-                    16,
-                    stride=(1, 2, 2),
-                    shortcut=True,
-                    rngs=rngs,
-                ),
+                X3DBlockSE(48, 216, 96, 16, stride=(1, 2, 2), shortcut=True, rngs=rngs),
                 X3DBlock(96, 216, 96, rngs=rngs),
                 X3DBlockSE(96, 216, 96, 16, rngs=rngs),
                 X3DBlock(96, 216, 96, rngs=rngs),
@@ -594,7 +594,7 @@ class X3dXs(nnx.Module):
         )
         self.layer4 = nnx.List(  # 192x4x5x5
             [
-                X3DBlockSE2(
+                X3DBlockSE(
                     96,
                     432,
                     192,

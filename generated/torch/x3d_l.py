@@ -3,7 +3,7 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend torch`.
 
 csnspec       0.1.0
-spec sha256   b04988f1d208929eb1ea017ef5909ed516cc3db9b6c4cafc4d605710bb352733
+spec sha256   f123cec00c283aa05fd50a6bc82de0a02a18542ff2e79e893a2235f21f681bc1
 input clip    3x16x312x312 (channels x frames x height x width)
 classes       400
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NETWORK = "x3d-l"
-SPEC_SHA256 = "b04988f1d208929eb1ea017ef5909ed516cc3db9b6c4cafc4d605710bb352733"
+SPEC_SHA256 = "f123cec00c283aa05fd50a6bc82de0a02a18542ff2e79e893a2235f21f681bc1"
 INPUT_SHAPE = (3, 16, 312, 312)
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 
@@ -476,8 +476,8 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(self.expand(self.relu(self.reduce(scale))))
 
 
-class X3DBlockSE(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+class X3DBlockConvShortcutSE(nn.Module):
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
@@ -530,8 +530,8 @@ class X3DBlockSE(nn.Module):
         return self.relu(out + x)
 
 
-class X3DBlockSE2(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+class X3DBlockSE(nn.Module):
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
@@ -587,7 +587,7 @@ class X3DBlockSE2(nn.Module):
 
 
 class X3DBlock(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
@@ -690,7 +690,7 @@ class X3dL(nn.Module):
         self.stem = Stem()
         # 24x16x156x156 -> 24x16x78x78
         self.layer1 = nn.Sequential(
-            X3DBlockSE(24, 54, 24, 8, stride=(1, 2, 2), shortcut=True),
+            X3DBlockConvShortcutSE(24, 54, 24, 8, stride=(1, 2, 2), shortcut=True),
             X3DBlock(24, 54, 24),
             X3DBlockSE(24, 54, 24, 8),
             X3DBlock(24, 54, 24),
@@ -698,7 +698,7 @@ class X3dL(nn.Module):
         )
         # 24x16x78x78 -> 48x16x39x39
         self.layer2 = nn.Sequential(
-            X3DBlockSE2(24, 108, 48, 8, stride=(1, 2, 2), shortcut=True),
+            X3DBlockSE(24, 108, 48, 8, stride=(1, 2, 2), shortcut=True),
             X3DBlock(48, 108, 48),
             X3DBlockSE(48, 108, 48, 8),
             X3DBlock(48, 108, 48),
@@ -711,7 +711,7 @@ class X3dL(nn.Module):
         )
         # 48x16x39x39 -> 96x16x20x20
         self.layer3 = nn.Sequential(
-            X3DBlockSE2(48, 216, 96, 16, stride=(1, 2, 2), shortcut=True),
+            X3DBlockSE(48, 216, 96, 16, stride=(1, 2, 2), shortcut=True),
             X3DBlock(96, 216, 96),
             X3DBlockSE(96, 216, 96, 16),
             X3DBlock(96, 216, 96),
@@ -739,7 +739,7 @@ class X3dL(nn.Module):
         )
         # 96x16x20x20 -> 192x16x10x10
         self.layer4 = nn.Sequential(
-            X3DBlockSE2(96, 432, 192, 32, stride=(1, 2, 2), shortcut=True),
+            X3DBlockSE(96, 432, 192, 32, stride=(1, 2, 2), shortcut=True),
             X3DBlock(192, 432, 192),
             X3DBlockSE(192, 432, 192, 32),
             X3DBlock(192, 432, 192),
@@ -776,7 +776,7 @@ class X3dL(nn.Module):
         if zero_init_last_bn:
             # Each branch then starts at zero, so every block starts as its shortcut.
             for m in self.modules():
-                if isinstance(m, (X3DBlockSE, X3DBlockSE2, X3DBlock)):
+                if isinstance(m, (X3DBlockConvShortcutSE, X3DBlockSE, X3DBlock)):
                     nn.init.zeros_(m.bn_c.weight)
 
     def reset_classifier(self, num_classes: int) -> None:

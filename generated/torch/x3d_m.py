@@ -3,7 +3,7 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend torch`.
 
 csnspec       0.1.0
-spec sha256   a6d1007528e643388d13de0648ea1313820fcc3d952fb5c09941eefb223b2a82
+spec sha256   5f8d0cabf979dc2bb9fe89485194ff4996c90641764b23733c48cc706e42b87c
 input clip    3x16x224x224 (channels x frames x height x width)
 classes       400
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NETWORK = "x3d-m"
-SPEC_SHA256 = "a6d1007528e643388d13de0648ea1313820fcc3d952fb5c09941eefb223b2a82"
+SPEC_SHA256 = "5f8d0cabf979dc2bb9fe89485194ff4996c90641764b23733c48cc706e42b87c"
 INPUT_SHAPE = (3, 16, 224, 224)
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 
@@ -476,8 +476,8 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(self.expand(self.relu(self.reduce(scale))))
 
 
-class X3DBlockSE(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+class X3DBlockConvShortcutSE(nn.Module):
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
@@ -530,8 +530,8 @@ class X3DBlockSE(nn.Module):
         return self.relu(out + x)
 
 
-class X3DBlockSE2(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+class X3DBlockSE(nn.Module):
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
@@ -587,7 +587,7 @@ class X3DBlockSE2(nn.Module):
 
 
 class X3DBlock(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
@@ -690,13 +690,13 @@ class X3dM(nn.Module):
         self.stem = Stem()
         # 24x16x112x112 -> 24x16x56x56
         self.layer1 = nn.Sequential(
-            X3DBlockSE(24, 54, 24, 8, stride=(1, 2, 2), shortcut=True),
+            X3DBlockConvShortcutSE(24, 54, 24, 8, stride=(1, 2, 2), shortcut=True),
             X3DBlock(24, 54, 24),
             X3DBlockSE(24, 54, 24, 8),
         )
         # 24x16x56x56 -> 48x16x28x28
         self.layer2 = nn.Sequential(
-            X3DBlockSE2(24, 108, 48, 8, stride=(1, 2, 2), shortcut=True),
+            X3DBlockSE(24, 108, 48, 8, stride=(1, 2, 2), shortcut=True),
             X3DBlock(48, 108, 48),
             X3DBlockSE(48, 108, 48, 8),
             X3DBlock(48, 108, 48),
@@ -704,7 +704,7 @@ class X3dM(nn.Module):
         )
         # 48x16x28x28 -> 96x16x14x14
         self.layer3 = nn.Sequential(
-            X3DBlockSE2(48, 216, 96, 16, stride=(1, 2, 2), shortcut=True),
+            X3DBlockSE(48, 216, 96, 16, stride=(1, 2, 2), shortcut=True),
             X3DBlock(96, 216, 96),
             X3DBlockSE(96, 216, 96, 16),
             X3DBlock(96, 216, 96),
@@ -718,7 +718,7 @@ class X3dM(nn.Module):
         )
         # 96x16x14x14 -> 192x16x7x7
         self.layer4 = nn.Sequential(
-            X3DBlockSE2(96, 432, 192, 32, stride=(1, 2, 2), shortcut=True),
+            X3DBlockSE(96, 432, 192, 32, stride=(1, 2, 2), shortcut=True),
             X3DBlock(192, 432, 192),
             X3DBlockSE(192, 432, 192, 32),
             X3DBlock(192, 432, 192),
@@ -747,7 +747,7 @@ class X3dM(nn.Module):
         if zero_init_last_bn:
             # Each branch then starts at zero, so every block starts as its shortcut.
             for m in self.modules():
-                if isinstance(m, (X3DBlockSE, X3DBlockSE2, X3DBlock)):
+                if isinstance(m, (X3DBlockConvShortcutSE, X3DBlockSE, X3DBlock)):
                     nn.init.zeros_(m.bn_c.weight)
 
     def reset_classifier(self, num_classes: int) -> None:

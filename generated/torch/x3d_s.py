@@ -3,7 +3,7 @@
 Do not edit: regenerate with `csnspec compile SPEC --backend torch`.
 
 csnspec       0.1.0
-spec sha256   df1216321d06dc9996bacd55dac6598f40be08961118781e974c2f89ecb14a47
+spec sha256   ebde16447a5c5903857515410cf48635742fe9b1a35bab61bc8af5c4f4c97754
 input clip    3x13x160x160 (channels x frames x height x width)
 classes       400
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NETWORK = "x3d-s"
-SPEC_SHA256 = "df1216321d06dc9996bacd55dac6598f40be08961118781e974c2f89ecb14a47"
+SPEC_SHA256 = "ebde16447a5c5903857515410cf48635742fe9b1a35bab61bc8af5c4f4c97754"
 INPUT_SHAPE = (3, 13, 160, 160)
 DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 
@@ -476,8 +476,8 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(self.expand(self.relu(self.reduce(scale))))
 
 
-class X3DBlockSE(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+class X3DBlockConvShortcutSE(nn.Module):
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
@@ -530,8 +530,8 @@ class X3DBlockSE(nn.Module):
         return self.relu(out + x)
 
 
-class X3DBlockSE2(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+class X3DBlockSE(nn.Module):
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
@@ -587,7 +587,7 @@ class X3DBlockSE2(nn.Module):
 
 
 class X3DBlock(nn.Module):
-    """A x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
+    """An x3d block (X3D's inverted bottleneck, Feichtenhofer 2020).
 
     1x1x1, 3x3x3, 1x1x1 convs.
     """
@@ -690,13 +690,13 @@ class X3dS(nn.Module):
         self.stem = Stem()
         # 24x13x80x80 -> 24x13x40x40
         self.layer1 = nn.Sequential(
-            X3DBlockSE(24, 54, 24, 8, stride=(1, 2, 2), shortcut=True),
+            X3DBlockConvShortcutSE(24, 54, 24, 8, stride=(1, 2, 2), shortcut=True),
             X3DBlock(24, 54, 24),
             X3DBlockSE(24, 54, 24, 8),
         )
         # 24x13x40x40 -> 48x13x20x20
         self.layer2 = nn.Sequential(
-            X3DBlockSE2(24, 108, 48, 8, stride=(1, 2, 2), shortcut=True),
+            X3DBlockSE(24, 108, 48, 8, stride=(1, 2, 2), shortcut=True),
             X3DBlock(48, 108, 48),
             X3DBlockSE(48, 108, 48, 8),
             X3DBlock(48, 108, 48),
@@ -704,7 +704,7 @@ class X3dS(nn.Module):
         )
         # 48x13x20x20 -> 96x13x10x10
         self.layer3 = nn.Sequential(
-            X3DBlockSE2(48, 216, 96, 16, stride=(1, 2, 2), shortcut=True),
+            X3DBlockSE(48, 216, 96, 16, stride=(1, 2, 2), shortcut=True),
             X3DBlock(96, 216, 96),
             X3DBlockSE(96, 216, 96, 16),
             X3DBlock(96, 216, 96),
@@ -718,7 +718,7 @@ class X3dS(nn.Module):
         )
         # 96x13x10x10 -> 192x13x5x5
         self.layer4 = nn.Sequential(
-            X3DBlockSE2(96, 432, 192, 32, stride=(1, 2, 2), shortcut=True),
+            X3DBlockSE(96, 432, 192, 32, stride=(1, 2, 2), shortcut=True),
             X3DBlock(192, 432, 192),
             X3DBlockSE(192, 432, 192, 32),
             X3DBlock(192, 432, 192),
@@ -747,7 +747,7 @@ class X3dS(nn.Module):
         if zero_init_last_bn:
             # Each branch then starts at zero, so every block starts as its shortcut.
             for m in self.modules():
-                if isinstance(m, (X3DBlockSE, X3DBlockSE2, X3DBlock)):
+                if isinstance(m, (X3DBlockConvShortcutSE, X3DBlockSE, X3DBlock)):
                     nn.init.zeros_(m.bn_c.weight)
 
     def reset_classifier(self, num_classes: int) -> None:

@@ -164,7 +164,8 @@ def _describe(c: BlockClass) -> str:
     has_se = any(isinstance(s, SEShape) for s in c.residual)
     se = ", squeeze-excitation after the second" if has_se else ""
     convs = " -> ".join(parts)
-    return f"A {c.family.value} block ({figure}): {convs} convs, each with BatchNorm{se}."
+    article = emit.FAMILY_ARTICLE[c.family]
+    return f"{article} {c.family.value} block ({figure}): {convs} convs, each with BatchNorm{se}."
 
 
 def _nest(names, arg: str) -> str:

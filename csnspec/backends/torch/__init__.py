@@ -218,7 +218,9 @@ def _block_class(c: BlockClass) -> dict:
     ]
     return {
         "name": c.name,
-        "doc": docstring(f"A {c.family.value} block ({fig})", f"{summary} convs", 4),
+        "doc": docstring(
+            f"{emit.FAMILY_ARTICLE[c.family]} {c.family.value} block ({fig})", f"{summary} convs", 4
+        ),
         "signature": wrap("def __init__", ["self", *params], 4, " -> None:"),
         "init": [_shape_stmt(s) for s in c.residual],
         "shortcut": shortcut,
