@@ -12,9 +12,11 @@ Targets: a cold `csnspec stats specs/ipcsn152.csn` under 0.3 s (median), and at 
 fresh parse -> lower -> analyse rounds of ip-CSN-152 per second in one process (plain code
 over speed tricks: the search scorer caches per-part costs and needs no more, issue 10).
 
-The cold run is also set against its floor, timed alongside: a bare interpreter, and one that
-imports pydantic and builds a one-field model (pydantic's import, its lazily imported schema
-machinery and its plugin lookup through importlib.metadata), which the spec IR cannot avoid.
+Both targets are judged on wall time and on CPU time: on a shared machine the wall clock also
+counts the time other processes hold the cores. The cold run is set against its floor, timed
+alongside: a bare interpreter, and one that imports pydantic and builds a one-field model
+(pydantic's import, its lazily imported schema machinery and its plugin lookup through
+importlib.metadata), which the spec IR cannot avoid.
 """
 
 from __future__ import annotations
@@ -118,7 +120,12 @@ def main() -> int:
             median(walls) < COLD_TARGET_S,
         ),
         ("  wall min / max (s)", f"{min(walls):.3f} / {max(walls):.3f}", "", None),
-        ("  CPU user+sys (median s)", f"{median(cpus):.3f}", "", None),
+        (
+            "  CPU user+sys (median s)",
+            f"{median(cpus):.3f}",
+            f"< {COLD_TARGET_S}",
+            median(cpus) < COLD_TARGET_S,
+        ),
         (
             "bare `python -c pass`, wall / CPU (median s)",
             f"{median(bare_walls):.3f} / {median(bare_cpus):.3f}",
@@ -150,7 +157,7 @@ def main() -> int:
             f">= {RATE_TARGET:.0f}",
             per_s >= RATE_TARGET,
         ),
-        ("  per CPU second", f"{per_cpu_s:.0f}", "", None),
+        ("  per CPU second", f"{per_cpu_s:.0f}", f">= {RATE_TARGET:.0f}", per_cpu_s >= RATE_TARGET),
     ]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(

@@ -8,6 +8,7 @@ activations are the elements of every op's output, per clip.
 
 from __future__ import annotations
 
+from math import prod
 from typing import NamedTuple
 
 from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork, SqueezeExcite
@@ -35,28 +36,21 @@ class Cost(NamedTuple):
         return 4 * self.activations
 
 
-def _volume(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def op_cost(op) -> Cost:
     """The cost of one op of the lowered IR."""
-    activations = _volume(op.out_shape)
+    activations = prod(op.out_shape)
     if isinstance(op, Conv3d):
         # every weight is one multiply-add at every output position
-        weights = _volume(weight_shape(op))
+        weights = prod(weight_shape(op))
         per_group = op.in_channels // op.groups
         return Cost(
-            flops=weights * _volume(op.out_shape[1:]),
+            flops=weights * prod(op.out_shape[1:]),
             params=weights + (op.out_channels if op.bias else 0),
             interactions=op.out_channels * (per_group * (per_group - 1) // 2),
             activations=activations,
         )
     if isinstance(op, Linear):
-        weights = _volume(weight_shape(op))
+        weights = prod(weight_shape(op))
         return Cost(
             flops=weights,
             params=weights + (op.out_features if op.bias else 0),

@@ -65,6 +65,7 @@ def test_verify_fails_on_a_perturbed_weight_and_names_the_block(tmp_path, monkey
     out = capsys.readouterr().out
     assert "FAIL" in out and "first: eval layer2.0" in out
     assert re.search(r"\neval +layer1\.1 ", out.split("FAIL")[0])  # the blocks before it pass
+    assert "\nimpl" not in out  # impls=False: no fast-path rows
 
 
 @pytest.mark.parametrize(

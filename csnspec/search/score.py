@@ -36,7 +36,7 @@ class Candidate:
 
     @property
     def families(self) -> str:
-        return "/".join(dict.fromkeys(st.family.value for st in self.parts["stages"]))
+        return "/".join(dict.fromkeys(stage.family.value for stage in self.parts["stages"]))
 
 
 def _default_parts() -> dict:

@@ -145,22 +145,22 @@ class Space:
     def _read(self, tree: lark.Tree) -> None:
         seen: dict[str, lark.Token] = {}
         name_tok = None
-        for st in tree.children:
-            kw = st.children[0]
-            if st.data not in ("stage", "require"):
-                if st.data in seen:
+        for statement in tree.children:
+            kw = statement.children[0]
+            if statement.data not in ("stage", "require"):
+                if statement.data in seen:
                     raise self.error(
-                        f"duplicate `{st.data}` line (first at line {seen[st.data].line})",
+                        f"duplicate `{statement.data}` line (first at line {seen[statement.data].line})",
                         Span.of(kw),
                         hint="each statement appears once, except `stage` and `require`",
                     )
-                seen[st.data] = kw
-            if st.data == "space":
-                name_tok = st.children[1]
-            elif st.data == "require":
-                self.requires.append(self._require(st))
+                seen[statement.data] = kw
+            if statement.data == "space":
+                name_tok = statement.children[1]
+            elif statement.data == "require":
+                self.requires.append(self._require(statement))
             else:
-                self._line(st)
+                self._line(statement)
         anchor = Span(1, 1)  # a missing statement is reported at the start of the file
         if name_tok is None:
             raise self.error(
@@ -195,8 +195,8 @@ class Space:
                 "use either one `stages` line or `stage` lines, not both", Span(second.line, 1)
             )
 
-    def _require(self, st: lark.Tree) -> Require:
-        _, metric, op, number, *unit = st.children
+    def _require(self, statement: lark.Tree) -> Require:
+        _, metric, op, number, *unit = statement.children
         name = str(metric).replace("-", "_")
         if name not in METRICS:
             raise self.error(
@@ -224,10 +224,18 @@ class Space:
         text = f"{name} {op} {number}{unit[0] if unit else ''}"
         return Require(name, str(op), limit, text, Span.of(metric))
 
-    def _line(self, st: lark.Tree) -> None:
+    def _line(self, statement: lark.Tree) -> None:
         stage_no = sum(1 for ln in self.lines if ln.kind == "stage") + 1
-        prefix = {"stage": f"stage{stage_no}.", "stem": "stem.", "head": "head."}.get(st.data, "")
-        line = Line(st.data, st.meta.start_pos, st.meta.end_pos, st.meta.line, ())
+        prefix = {"stage": f"stage{stage_no}.", "stem": "stem.", "head": "head."}.get(
+            statement.data, ""
+        )
+        line = Line(
+            statement.data,
+            statement.meta.start_pos,
+            statement.meta.end_pos,
+            statement.meta.line,
+            (),
+        )
         slots: list[int] = []
 
         def add_choice(node: lark.Tree, label: str) -> Choice:
@@ -309,9 +317,9 @@ class Space:
             for child in node.children:
                 walk(child, label)
 
-        for child in st.children[1:]:
+        for child in statement.children[1:]:
             own = {"input": "input", "classes": "classes", "stages": "blocks", "stage": "blocks"}
-            walk(child, prefix + own.get(st.data, st.data))
+            walk(child, prefix + own.get(statement.data, statement.data))
         line.slots = tuple(slots)
         self.lines.append(line)
 
