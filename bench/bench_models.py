@@ -56,6 +56,7 @@ def build(module, impl: str, **options):
 
     A module whose build has no depthwise choice (one generated before the kernels were emitted) gets
     its depthwise convolutions swapped for the kernels' modules here, same weights, labelled "swapped".
+    A network without depthwise convs (ResNet3D-50) has nothing to choose: it is labelled `impl`.
     """
     if "depthwise" in inspect.signature(module.build).parameters:
         return module.build(depthwise=impl, **options), impl
@@ -63,10 +64,11 @@ def build(module, impl: str, **options):
     if impl == "native":
         return model, "native"
     swap = swap_torch_depthwise if hasattr(model, "state_dict") else swap_flax_depthwise
-    return swap(model, impl), f"{impl} (swapped)"
+    swapped = swap(model, impl)
+    return model, f"{impl} (swapped)" if swapped else impl
 
 
-def swap_torch_depthwise(model, impl: str):
+def swap_torch_depthwise(model, impl: str) -> int:
     from torch import nn
 
     from csnspec.kernels import inline_module
@@ -74,6 +76,7 @@ def swap_torch_depthwise(model, impl: str):
     kernels = inline_module(
         "torch_depthwise", "triton_depthwise", module_name="bench_torch_kernels"
     )
+    swapped = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if (
@@ -85,15 +88,17 @@ def swap_torch_depthwise(model, impl: str):
                 )
                 fast.load_state_dict(child.state_dict())
                 setattr(parent, name, fast)
-    return model
+                swapped += 1
+    return swapped
 
 
-def swap_flax_depthwise(model, impl: str):
+def swap_flax_depthwise(model, impl: str) -> int:
     from flax import nnx
 
     from csnspec.kernels import inline_module
 
     kernels = inline_module("jax_depthwise", module_name="bench_jax_kernels")
+    swapped = 0
     for path, child in list(nnx.iter_graph(model)):
         groups = getattr(child, "feature_group_count", 1)
         if (
@@ -112,7 +117,8 @@ def swap_flax_depthwise(model, impl: str):
                 parent[path[-1]] = fast
             else:
                 setattr(parent, path[-1], fast)
-    return model
+            swapped += 1
+    return swapped
 
 
 def torch_variants(modules: dict, impls, batch, shape, device: str, channels_last: bool):

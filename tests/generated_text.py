@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 KERNELS = "\n# -- depthwise convolutions (inlined from csnspec.kernels) "
+CONVS = "\n# -- dense convolutions (inlined from csnspec.kernels) "
 NETWORK = "\n# -- the network "
 
 
 def own_code(text: str) -> str:
-    """The generated module without the inlined kernel text (csnspec.kernels owns that, and
-    formats it as the repo does, at line length 100)."""
-    if KERNELS not in text:
+    """The generated module without the inlined kernel texts (csnspec.kernels owns them, and
+    formats them as the repo does, at line length 100)."""
+    starts = [text.index(m) for m in (KERNELS, CONVS) if m in text]
+    if not starts:
         return text
-    return text[: text.index(KERNELS)] + text[text.index(NETWORK) :]
+    return text[: min(starts)] + text[text.index(NETWORK) :]

@@ -197,6 +197,17 @@ class ConvShape:
         """One filter per channel: groups == in == out channels (and more than one)."""
         return is_depthwise(self.in_channels, self.out_channels, self.groups, self.bias)
 
+    @property
+    def subsamples(self) -> bool:
+        """An unpadded 1x1x1 conv whose stride may exceed 1: emitted as a subsample, then a
+        stride-1 conv (the PointwiseConv classes of csnspec.kernels)."""
+        return (
+            self.kernel == (1, 1, 1)
+            and self.padding == (0, 0, 0)
+            and self.groups.text == "1"
+            and self.stride.text != "(1, 1, 1)"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class NormShape:
@@ -588,6 +599,27 @@ def kernel_text(backend: str) -> str:
     from ..kernels import inline_source
 
     return "\n\n\n".join(inline_source(n).strip("\n") for n in KERNEL_SOURCES[backend])
+
+
+# The kernel files of dense-conv helpers (csnspec.kernels) a module carries inline when its
+# printer emits one of their classes (subsampling 1x1x1 convs; Flax: 3D convs as 2D ones).
+CONV_SOURCES = {"torch": "torch_convs", "flax": "jax_convs"}
+
+
+def conv_shapes(low: LoweredNetwork, m: Model) -> list[ConvShape]:
+    """Every conv a printer constructs: the block classes' and the stem's."""
+    shapes = [
+        s for c in m.blocks for s in c.residual + c.shortcut + c.merge if isinstance(s, ConvShape)
+    ]
+    stem = [op for op in low.stem.ops if op.kind == "conv3d"]
+    return shapes + [op_shape(op, None, op.name.rpartition(".")[0]) for op in stem]
+
+
+def conv_text(backend: str) -> str:
+    """The dense-conv helpers' source for `backend`, pasted verbatim into a module using one."""
+    from ..kernels import inline_source
+
+    return inline_source(CONV_SOURCES[backend]).strip("\n")
 
 
 @cache

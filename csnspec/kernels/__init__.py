@@ -4,7 +4,8 @@ Each kernel file has a header of imports, then the line `# csnspec: inline-begin
 line is self-contained (it uses only the header's imports) and is what a code generator inlines.
 `torch_depthwise` holds the dispatcher `depthwise_conv3d`, the module `DepthwiseConv3d` and the eager CPU
 implementation; `triton_depthwise` the CUDA kernels (torch text first, then Triton text, in one module);
-`jax_depthwise` the Flax/JAX counterpart.
+`jax_depthwise` the Flax/JAX counterpart; `torch_convs` and `jax_convs` dense-conv helpers (a strided
+1x1x1 conv as a subsample then a stride-1 conv; for XLA, a 3D conv as 2D convs per time tap).
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from __future__ import annotations
 from importlib import resources
 
 INLINE_MARKER = "# csnspec: inline-begin"
-KERNELS = ("torch_depthwise", "triton_depthwise", "jax_depthwise")
+KERNELS = (
+    "torch_depthwise",
+    "triton_depthwise",
+    "jax_depthwise",
+    "torch_convs",
+    "jax_convs",
+)
 
 
 def inline_source(name: str) -> str:

@@ -62,6 +62,10 @@ def conv_call(s: ConvShape) -> tuple[str, list[str]]:
         if s.padding != (0, 0, 0):
             args.append(f"padding={dims(s.padding)}")
         return "DepthwiseConv", [*args, "kernel_init=conv_init", "rngs=rngs"]
+    if s.subsamples:
+        args = [s.in_channels.text, s.out_channels.text, f"strides={stride}"]
+        args += [] if s.bias else ["use_bias=False"]
+        return "PointwiseConv", [*args, "kernel_init=conv_init", "rngs=rngs"]
     args = [s.in_channels.text, s.out_channels.text, f"kernel_size={dims(s.kernel)}"]
     if stride != "(1, 1, 1)":
         args.append(f"strides={stride}")
@@ -73,7 +77,14 @@ def conv_call(s: ConvShape) -> tuple[str, list[str]]:
     if not s.bias:
         args.append("use_bias=False")
     args += ["kernel_init=conv_init", "rngs=rngs"]
-    return "nnx.Conv", args
+    # XLA:CPU's 3D convolutions are slow: all but 1x1x1 ones run as 2D convs per time tap
+    return ("nnx.Conv" if s.kernel == (1, 1, 1) else "FrameConv"), args
+
+
+def _conv_helpers(low: LoweredNetwork, m: emit.Model) -> str:
+    """The dense-conv helpers' text when a conv of the module is built with one, else ""."""
+    uses = {conv_call(s)[0] for s in emit.conv_shapes(low, m)}
+    return emit.conv_text("flax") if uses & {"PointwiseConv", "FrameConv"} else ""
 
 
 def bn_call(s: NormShape) -> tuple[str, list[str]]:
@@ -313,6 +324,7 @@ def build(low: LoweredNetwork, depthwise: str | None = None) -> dict:
         "depthwise": impl if m.depthwise else None,
         "squeeze_excite": m.squeeze_excite,
         "kernels": emit.kernel_text("flax") if m.depthwise else "",
+        "convs": _conv_helpers(low, m),
         "classes": [block_class(c) for c in m.blocks],
         "stem": _stem(low),
         "stages": [_stage(s) for s in m.stages],

@@ -70,6 +70,7 @@ def render(low: LoweredNetwork, depthwise: str | None = None) -> str:
             depthwise=impl if m.depthwise else None,
             squeeze_excite=m.squeeze_excite,
             kernels=emit.kernel_text("torch") if m.depthwise else "",
+            convs=_conv_helpers(low, m),
             stem=_stem(low),
             blocks=[_block_class(c) for c in m.blocks],
             stages=[_stage(s) for s in m.stages],
@@ -86,6 +87,12 @@ def render(low: LoweredNetwork, depthwise: str | None = None) -> str:
 # -- op calls -------------------------------------------------------------------------------
 
 
+def _conv_helpers(low: LoweredNetwork, m: emit.Model) -> str:
+    """The dense-conv helpers' text when a conv of the module is built with one, else ""."""
+    uses = {conv_call(s)[0] for s in emit.conv_shapes(low, m)}
+    return emit.conv_text("torch") if "PointwiseConv3d" in uses else ""
+
+
 def conv_call(s: ConvShape) -> tuple[str, list[str]]:
     """The constructor and its arguments for a conv, leaving out PyTorch's defaults."""
     stride = s.stride.text
@@ -96,6 +103,9 @@ def conv_call(s: ConvShape) -> tuple[str, list[str]]:
         if s.padding != (0, 0, 0):
             args.append(f"padding={dims(s.padding)}")
         return "DepthwiseConv3d", args
+    if s.subsamples:
+        args = [s.in_channels.text, s.out_channels.text, f"stride={stride}"]
+        return "PointwiseConv3d", args if s.bias else [*args, "bias=False"]
     args = [s.in_channels.text, s.out_channels.text, f"kernel_size={dims(s.kernel)}"]
     if stride != "(1, 1, 1)":
         args.append(f"stride={stride}")
