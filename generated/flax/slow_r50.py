@@ -35,6 +35,69 @@ conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 fc_init = nnx.initializers.normal(0.01)
 
 
+# -- dense convolutions (inlined from csnspec.kernels) ---------------------------------
+
+
+class PointwiseConv(nnx.Conv):
+    """A 1x1x1 `nnx.Conv` (unpadded): subsamples its input, then convolves at stride 1.
+
+    A strided 1x1x1 conv reads every stride-th voxel only. XLA:CPU computes its gradient
+    about 10x slower than that of the same conv on the subsampled input, so this takes
+    that route. Parameters and their paths are nnx.Conv's.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, strides=1, **kwargs):
+        super().__init__(in_features, out_features, kernel_size=(1, 1, 1), **kwargs)
+        self.subsample = (strides,) * 3 if isinstance(strides, int) else tuple(strides)
+
+    def __call__(self, x):
+        st, sh, sw = self.subsample
+        return super().__call__(x[:, ::st, ::sh, ::sw])
+
+
+class FrameConv(nnx.Conv):
+    """A 3D `nnx.Conv` (explicit padding) run as one 2D conv per time tap, frames as a batch.
+
+    XLA:CPU has fast 2D convolutions, but runs 3D ones and their gradients through a generic
+    loop, 4-100x slower. Parameters and their paths are nnx.Conv's; a padding given as a
+    string, dilations or a dtype override run nnx.Conv's own call.
+    """
+
+    def __call__(self, x):
+        if (
+            isinstance(self.padding, str)
+            or self.input_dilation not in (1, (1, 1, 1))
+            or self.kernel_dilation not in (1, (1, 1, 1))
+            or self.dtype is not None
+        ):
+            return super().__call__(x)
+        strides = self.strides
+        st, sh, sw = (strides,) * 3 if isinstance(strides, int) else strides
+        time_pad, *space_pad = self.padding
+        kernel = self.kernel[...]
+        x = jax.numpy.pad(x, ((0, 0), tuple(time_pad), (0, 0), (0, 0), (0, 0)))
+        n, t, h, w, c = x.shape
+        frames = (t - kernel.shape[0]) // st + 1
+        out = None
+        for tap in range(kernel.shape[0]):
+            # the input frames this time tap of every output frame reads
+            seen = jax.lax.slice_in_dim(x, tap, tap + (frames - 1) * st + 1, st, axis=1)
+            y = jax.lax.conv_general_dilated(
+                seen.reshape(n * frames, h, w, c),
+                kernel[tap],
+                (sh, sw),
+                [tuple(p) for p in space_pad],
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=self.feature_group_count,
+            )
+            out = y if out is None else out + y
+        out = out.reshape(n, frames, *out.shape[1:])
+        return out if self.bias is None else out + self.bias[...]
+
+
+# -- the network -----------------------------------------------------------------------
+
+
 class Bottleneck(nnx.Module):
     """A bottleneck block (Figure 4a): 1x1x1 -> 1x3x3 -> 1x1x1 convs, each with BatchNorm."""
 
@@ -62,7 +125,7 @@ class Bottleneck(nnx.Module):
             use_fast_variance=False,
             rngs=rngs,
         )
-        self.conv_b = nnx.Conv(
+        self.conv_b = FrameConv(
             width,
             width,
             kernel_size=(1, 3, 3),
@@ -93,10 +156,9 @@ class Bottleneck(nnx.Module):
             rngs=rngs,
         )
         if shortcut:  # a 1x1x1 projection where the width or the stride changes
-            self.shortcut_conv = nnx.Conv(
+            self.shortcut_conv = PointwiseConv(
                 in_channels,
                 out_channels,
-                kernel_size=(1, 1, 1),
                 strides=stride,
                 use_bias=False,
                 kernel_init=conv_init,
@@ -133,7 +195,7 @@ class BottleneckA3x1x1(nnx.Module):
         *,
         rngs: nnx.Rngs,
     ) -> None:
-        self.conv_a = nnx.Conv(
+        self.conv_a = FrameConv(
             in_channels,
             width,
             kernel_size=(3, 1, 1),
@@ -148,7 +210,7 @@ class BottleneckA3x1x1(nnx.Module):
             use_fast_variance=False,
             rngs=rngs,
         )
-        self.conv_b = nnx.Conv(
+        self.conv_b = FrameConv(
             width,
             width,
             kernel_size=(1, 3, 3),
@@ -179,10 +241,9 @@ class BottleneckA3x1x1(nnx.Module):
             rngs=rngs,
         )
         if shortcut:  # a 1x1x1 projection where the width or the stride changes
-            self.shortcut_conv = nnx.Conv(
+            self.shortcut_conv = PointwiseConv(
                 in_channels,
                 out_channels,
-                kernel_size=(1, 1, 1),
                 strides=stride,
                 use_bias=False,
                 kernel_init=conv_init,
@@ -210,7 +271,7 @@ class Stem(nnx.Module):
     """The stem: conv 1x7x7, max-pool 1x3x3, each conv with BatchNorm and ReLU."""
 
     def __init__(self, *, rngs: nnx.Rngs) -> None:
-        self.conv1 = nnx.Conv(
+        self.conv1 = FrameConv(
             3,
             64,
             kernel_size=(1, 7, 7),
