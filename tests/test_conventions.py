@@ -5,13 +5,11 @@ the per-op rules."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-import types
 
 import pytest
 from conftest import ROOT
+from peer_imports import pytorchvideo_models
 
 import csnspec
 from csnspec.cli import main
@@ -102,8 +100,8 @@ def test_pytorchvideo_slow_r50():
 # exact counts: fvcore 0.1.5 FlopCountAnalysis(...).total() on pytorchvideo.models.hub.x3d_*()
 # in train mode at 1x3xTx(test crop)^2, run here (docs/complexity.md). The hub's create_x3d
 # sizes the head's pool window for the training clip (T x crop/32 x crop/32), so at the test
-# crop it leaves 1x2x2 positions for the post conv and the fc: the shipped specs' `avgpool`
-# (a whole-map average) is given that window here.
+# crop it leaves 1x2x2 positions for the post conv and the fc: the shipped specs carry that
+# window.
 X3D = {
     "x3d-xs": ("4x5x5", 182, 0.91, 3.79, 914_583_992),
     "x3d-s": ("13x5x5", 182, 2.96, 3.79, 2_956_704_854),
@@ -115,9 +113,8 @@ X3D = {
 @pytest.mark.parametrize("name", sorted(X3D))
 def test_pytorchvideo_x3d(name):
     window, crop, flops, params, fvcore = X3D[name]
-    text = (ROOT / "specs" / f"{name}.csn").read_text()
-    assert "avgpool," in text
-    hub = csnspec.parse(text.replace("avgpool,", f"avgpool {window},"))
+    hub = spec(name)
+    assert "x".join(map(str, hub.head.window)) == window
     report = stats_as(hub, "pytorchvideo")
     assert report.input_shape[2:] == (crop, crop)
     assert (round(gflops(report), 2), round(mparams(report), 2)) == (flops, params)
@@ -203,21 +200,9 @@ def test_cli_convention(capsys, tmp_path):
 
 
 def _pytorchvideo_csn(**kwargs):
-    """PyTorchVideo's create_csn; its package imports torchvision.ops for detection heads
-    CSN never uses: where torchvision does not import, stub that one name."""
-    torch = pytest.importorskip("torch")
-    try:
-        importlib.import_module("torchvision.ops")
-    except (ImportError, RuntimeError):  # a torchvision without its compiled ops: RuntimeError
-        for mod in [m for m in sys.modules if m.startswith("torchvision")]:
-            del sys.modules[mod]
-        tv, tv_ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
-        tv_ops.RoIAlign = type("RoIAlign", (torch.nn.Module,), {})
-        tv.ops = tv_ops
-        sys.modules.update({"torchvision": tv, "torchvision.ops": tv_ops})
-    from pytorchvideo.models.csn import create_csn
-
-    return create_csn(**kwargs)
+    """PyTorchVideo's create_csn (its package imports torchvision, stood in: peer_imports)."""
+    pytest.importorskip("torch")
+    return pytorchvideo_models("csn").create_csn(**kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,10 @@ BatchNorm's affine parameters (PyTorch's `sum(p.numel())`).
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 import torch
 from conftest import ROOT
+from peer_imports import pytorchvideo_models
 from test_weights_peers import check_logits, import_via_cli, randomise
 from torch import nn
 
@@ -53,16 +51,8 @@ PUBLISHED = {
 
 
 def create_x3d(**kwargs) -> nn.Module:
-    """PyTorchVideo's create_x3d. pytorchvideo.models imports torchvision.ops (for detection
-    heads X3D never uses), and torchvision is not installed: stub just that module."""
-    if "torchvision" not in sys.modules:
-        tv, tv_ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
-        tv_ops.RoIAlign = type("RoIAlign", (nn.Module,), {})
-        tv.ops = tv_ops
-        sys.modules.update({"torchvision": tv, "torchvision.ops": tv_ops})
-    from pytorchvideo.models.x3d import create_x3d as create
-
-    return create(**kwargs)
+    """PyTorchVideo's create_x3d (its package imports torchvision, stood in: peer_imports)."""
+    return pytorchvideo_models("x3d").create_x3d(**kwargs)
 
 
 @pytest.fixture(scope="module")

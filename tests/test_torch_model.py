@@ -19,6 +19,7 @@ import csnspec
 from csnspec.analysis import op_cost
 from csnspec.backends import load_module
 from csnspec.ops import BatchNorm, Conv3d, GlobalAvgPool, Linear
+from csnspec.weights.layouts import param_ops
 
 CLIP = (
     3,
@@ -80,7 +81,7 @@ def check_against_ir(low, module):
 
     # state-dict keys are exactly the IR's op names plus torch's tensor names
     expected = set()
-    for op in low.ops():
+    for op in param_ops(low.ops()):  # a squeeze-excitation's convs included
         if isinstance(op, Conv3d):
             expected |= {f"{op.name}.weight"} | ({f"{op.name}.bias"} if op.bias else set())
         elif isinstance(op, BatchNorm):
