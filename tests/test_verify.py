@@ -68,6 +68,35 @@ def test_verify_fails_on_a_perturbed_weight_and_names_the_block(tmp_path, monkey
     assert "\nimpl" not in out  # impls=False: no fast-path rows
 
 
+# Issue 13's vocabulary in one small network: an X3D stem (a conv without BN, a channel-wise
+# conv), X3D blocks (SE in the first, swish), I3D's alternating kernels and a stage pool,
+# R(2+1)D's matched widths in both orders, X3D's head convs.
+BASELINES = """network baselines-tiny
+input 3x4x32x32
+classes 5
+stem conv 1x3x3 out=8 stride=1x2x2 norm=off, conv 5x1x1 out=8 groups=8
+stage x3d x 2 width=8 stride=1x2x2
+stage bottleneck x 2 width=8 kernel-a=3x1x1/1x1x1 kernel-b=1x3x3 stride=1x2x2 pool=2x1x1
+stage simple factorize=2+1d mid=matched x 1 width=16 stride=1x2x2
+stage bottleneck factorize=1+2d mid=matched x 1 width=8 expansion=2
+head conv 1x1x1 out=24, avgpool, conv 1x1x1 out=32 norm=off, dropout 0.5, fc
+"""
+
+
+def test_verify_passes_on_the_baselines_vocabulary(monkeypatch, tmp_path, capsys):
+    from csnspec import verify
+
+    # (the fast-path rows compare each framework with itself: the first test has them)
+    monkeypatch.setattr(verify, "compare", functools.partial(verify.compare, impls=False))
+    spec = tmp_path / "baselines.csn"
+    spec.write_text(BASELINES)
+    assert main(["verify", str(spec), "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "PyTorch and Flax agree" in out and "FAIL" not in out
+    for check, part in (("eval", "layer1.0"), ("grad", "layer2.1"), ("stats", "head")):
+        assert re.search(rf"\n{check} +{re.escape(part)} .* ok ", out), (check, part)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
