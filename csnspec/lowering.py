@@ -23,12 +23,12 @@ from .ops import (
     GlobalAvgPool,
     Linear,
     LoweredNetwork,
+    LoweredStage,
     MaxPool,
     ReLU,
     Sequence,
     Sigmoid,
     SqueezeExcite,
-    Stage,
     Swish,
 )
 from .spec import Family, Network
@@ -175,7 +175,7 @@ class _Lowering:
                 pool = MaxPool(f"layer{stage_index + 1}_pool", shape, out, k, k, (0, 0, 0))
                 shape = out
             stages.append(
-                Stage(
+                LoweredStage(
                     f"layer{stage_index + 1}",
                     stage_index,
                     stage.family,

@@ -208,7 +208,7 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
-class Stage:
+class LoweredStage:
     """A stage's blocks, then its optional max-pool (`pool=`, named "layer1_pool": an
     attribute of the network, beside the stage, so block indices stay those of the blocks).
     `out_shape` is the stage's output: after the pool where there is one."""
@@ -238,7 +238,7 @@ class LoweredNetwork:
     name: str
     input_shape: Shape
     stem: Sequence
-    stages: tuple[Stage, ...]
+    stages: tuple[LoweredStage, ...]
     head: Sequence
 
     @property

@@ -507,7 +507,7 @@ def block_classes(low: LoweredNetwork) -> tuple[BlockClass, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class Run:
+class BlockRun:
     """Consecutive blocks of a stage built by the same constructor call."""
 
     cls: str
@@ -520,7 +520,7 @@ class StageLayout:
     name: str
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]  # after the pool, where there is one
-    runs: tuple[Run, ...]
+    runs: tuple[BlockRun, ...]
     pool: MaxPool | None = None  # the max-pool after the blocks (`pool=`): an attribute `pool_name`
     pool_name: str | None = None
 
@@ -549,16 +549,16 @@ def model(low: LoweredNetwork) -> Model:
         parts = check_attr_path(stage.name)
         if len(parts) != 1:
             raise CsnError(f"stage name {stage.name!r} is not a plain attribute")
-        runs: list[Run] = []
+        runs: list[BlockRun] = []
         for i, block in enumerate(stage.blocks):
             if block.name != f"{stage.name}.{i}":
                 raise CsnError(f"block {block.name!r} is not child {i} of {stage.name!r}")
             c = by_block[block.name]
             args = tuple(c.args(block))
             if runs and runs[-1].cls == c.name and runs[-1].args == args:
-                runs[-1] = Run(c.name, args, runs[-1].count + 1)
+                runs[-1] = BlockRun(c.name, args, runs[-1].count + 1)
             else:
-                runs.append(Run(c.name, args, 1))
+                runs.append(BlockRun(c.name, args, 1))
         pool = getattr(stage, "pool", None)
         pool_name = None
         if pool is not None:

@@ -160,7 +160,7 @@ def chain(steps, src: str, dst: str, indent: int) -> list[str]:
 # -- blocks ----------------------------------------------------------------------------------
 
 
-def _describe(c: BlockClass) -> str:
+def _block_summary(c: BlockClass) -> str:
     parts = []
     for s in c.convs:
         text = shape_text(s.kernel)
@@ -189,7 +189,7 @@ def _nest(names, arg: str) -> str:
 def block_class(c: BlockClass) -> dict:
     return {
         "name": check_identifier(c.name),
-        "doc": docstring(_describe(c), 4),
+        "doc": docstring(_block_summary(c), 4),
         "params": [
             (check_identifier(p), emit.PARAM_TYPES[p], emit.PARAM_DEFAULTS.get(p)) for p in c.params
         ],

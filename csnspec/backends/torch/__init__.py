@@ -311,7 +311,7 @@ def _op_stmt(op, attr: str) -> str:
     raise CsnError(f"cannot print a {op.kind} op in the stem or head")
 
 
-def _describe(op) -> str:
+def _op_summary(op) -> str:
     if isinstance(op, Conv3d):
         grouped = "channel-wise " if op.groups > 1 and op.groups == op.in_channels else ""
         return f"{grouped}conv {shape_text(op.kernel)}"
@@ -325,7 +325,7 @@ def _stem(low: LoweredNetwork) -> dict:
     names = [emit.local_name(op, "stem") for op in ops]
     parts = []
     for op in ops:  # "conv 3x7x7 + BN + ReLU, max-pool 1x3x3"
-        text = _describe(op)
+        text = _op_summary(op)
         parts.append(f" + {text}" if op.kind in ("batchnorm", "relu") else f", {text}")
     kinds = [op.kind for op in ops]
     return {
