@@ -216,6 +216,15 @@ def test_fp16_without_cuda_is_one_message(start, tmp_path, capsys):
     assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 
+def test_mixed_precision_under_flax_is_one_message(start, tmp_path, capsys):
+    data, _ = start
+    args = short_run(data, tmp_path / "run", "--amp", "bf16", "--backend", "flax")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--amp bf16: the flax trainer trains in float32 only" in err and "hint:" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
 def test_sync_bn_converts_every_batchnorm_under_ddp_and_says_when_it_cannot(caplog):
     from csnspec.train.torch_loop import sync_batchnorm
 

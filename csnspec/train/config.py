@@ -289,6 +289,12 @@ def check(cfg: TrainConfig) -> None:
         raise CsnError(f"--accum {cfg.accum} does not split --batch {cfg.batch}")
     if cfg.amp not in AMP_MODES:
         raise CsnError(f"--amp must be one of {', '.join(AMP_MODES)} (got {cfg.amp})")
+    if cfg.backend == "flax" and cfg.amp in ("bf16", "fp16"):
+        # said, not silently ignored: the flax stepper has no mixed precision yet
+        raise CsnError(
+            f"--amp {cfg.amp}: the flax trainer trains in float32 only",
+            hint="leave out --amp (auto: float32 under flax), or train with --backend torch",
+        )
     if cfg.ema is not None and not 0 < cfg.ema < 1:
         raise CsnError(f"--ema is a decay between 0 and 1 (got {cfg.ema})")
     if cfg.clip_grad is not None and cfg.clip_grad <= 0:
