@@ -11,6 +11,7 @@ Sources and the figures each convention reproduces: docs/complexity.md.
 
 from __future__ import annotations
 
+from math import prod
 from typing import NamedTuple
 
 from .analysis import Cost, Report, analyse, op_cost
@@ -118,27 +119,20 @@ def counted_input(shape: tuple[int, ...], convention: Convention) -> tuple[int, 
     return shape
 
 
-def _volume(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def _fc_positions(low: LoweredNetwork) -> int:
     """Positions PyTorchVideo's head projects at: those left by a fixed-window average pool."""
     head = low.head.ops
     if not any(isinstance(op, AvgPool) for op in head):
         return 1
     pool = next(op for op in head if isinstance(op, GlobalAvgPool))
-    return _volume(pool.in_shape[1:])
+    return prod(pool.in_shape[1:])
 
 
 def _rules(low: LoweredNetwork, conv: Convention):
     """Per-op-kind FLOPs rules: kind -> (op, csnspec's cost) -> FLOPs."""
     positions = _fc_positions(low) if conv.fc_per_position else 1
     return {
-        "batchnorm": lambda op, cost: conv.bn_flops * _volume(op.out_shape),
+        "batchnorm": lambda op, cost: conv.bn_flops * prod(op.out_shape),
         "linear": lambda op, cost: cost.flops * positions,
     }
 

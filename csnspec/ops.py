@@ -126,6 +126,15 @@ class SqueezeExcite(NamedTuple):
     kind = "squeeze_excite"
 
 
+def leaf_ops(ops):
+    """`ops` with each squeeze-excitation replaced by its sub-ops: the ops that hold tensors."""
+    for op in ops:
+        if isinstance(op, SqueezeExcite):
+            yield from op.ops
+        else:
+            yield op
+
+
 class Dropout(NamedTuple):
     name: str
     in_shape: Shape

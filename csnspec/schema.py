@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from .errors import CsnError
-from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork, SqueezeExcite
+from .ops import BatchNorm, Conv3d, Linear, LoweredNetwork, leaf_ops
 
 # BatchNorm's tensors, in the order torch's state_dict lists them; the last two are statistics
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -65,14 +65,12 @@ def op_tensors(op) -> tuple[Tensor, ...]:
             )
             for field in BN_TENSORS
         )
-    if isinstance(op, SqueezeExcite):
-        return tuple(t for sub in op.ops for t in op_tensors(sub))
     return ()
 
 
 def state_dict_schema(low: LoweredNetwork) -> tuple[Tensor, ...]:
     """Every tensor of the generated PyTorch model's state_dict, in forward order."""
-    return tuple(t for op in low.ops() for t in op_tensors(op))
+    return tuple(t for op in leaf_ops(low.ops()) for t in op_tensors(op))
 
 
 def check_fit(tensors: Mapping, expected: Mapping[str, tuple], what: str, shape_of=None) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..ops import BatchNorm, Conv3d, Linear, LoweredNetwork, SqueezeExcite
+from ..ops import BatchNorm, Conv3d, Linear, LoweredNetwork, leaf_ops
 from ..schema import BN_TENSORS, state_dict_schema
 from ..spec import Family
 
@@ -22,11 +22,7 @@ BN_FIELDS = BN_TENSORS
 
 def param_ops(ops):
     """The ops that hold parameters, a squeeze-excitation's convs included."""
-    for op in ops:
-        if isinstance(op, SqueezeExcite):
-            yield from param_ops(op.ops)
-        elif isinstance(op, PARAM_OPS):
-            yield op
+    return (op for op in leaf_ops(ops) if isinstance(op, PARAM_OPS))
 
 
 def target_shapes(low: LoweredNetwork) -> dict[str, tuple[int, ...]]:

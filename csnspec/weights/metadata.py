@@ -43,11 +43,11 @@ _VMZ = {
     "reference": "VMZ pt/vmz/func/test.py (NormalizeVideo mean/std; compute_clips(num_frames, 1,"
     " frame_rate=15)); 32 frames: the *_32frms model names in pt/vmz/models/utils.py",
 }
+# PyTorchVideo's Kinetics normalisation, shared by its CSN and X3D hub models
+_PTV_NORM = {"mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225], "value_range": "0-1"}
 PRESETS = {
     "pytorchvideo": {
-        "mean": [0.45, 0.45, 0.45],
-        "std": [0.225, 0.225, 0.225],
-        "value_range": "0-1",
+        **_PTV_NORM,
         "frames": 32,
         "sampling_rate": 2,
         "crop": 256,
@@ -56,9 +56,7 @@ PRESETS = {
         " rate 2) and its Kinetics transforms (mean 0.45, std 0.225, short side 256, crop 256)",
     },
     "pytorchvideo-x3d": {
-        "mean": [0.45, 0.45, 0.45],
-        "std": [0.225, 0.225, 0.225],
-        "value_range": "0-1",
+        **_PTV_NORM,
         "frames": 16,
         "sampling_rate": 5,
         "crop": 256,
