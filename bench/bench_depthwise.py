@@ -1,7 +1,7 @@
 """Depthwise conv3d implementations against the native call and a copy of the same tensor.
 
     python bench/bench_depthwise.py [--backend torch jax] [--device cpu cuda] [--dtype float32 bfloat16]
-                                    [--repeats 5] [--threads 1] [--quick]
+                                    [--layout contiguous channels_last] [--repeats 5] [--threads 1] [--quick]
 
 Per op shape: forward, and forward+backward (torch) or the gradient of both operands (jax), of every
 implementation in `csnspec.kernels` (as a generated module carries them: the inlined text), the
@@ -15,6 +15,11 @@ Effective bandwidth counts the least traffic the op needs: forward reads the inp
 output; forward+backward also reads the output gradient and the input again and writes the input
 gradient. "% copy" divides it by the copy's bandwidth (read + write of the input) in the same run.
 CUDA runs whatever of torch (native, triton) and jax (native, shift) finds a GPU.
+
+torch rows come in two memory layouts (`--layout`): contiguous (N, C, T, H, W) tensors, and
+channels-last ones (`torch.channels_last_3d`), the layout generated networks run in on the CPU. Each
+row's "vs native" divides by the native call on the same tensors; "vs native contiguous" (CPU
+channels-last rows) by the native call on contiguous tensors, what a model written the plain way runs.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ def cpu_clock(fn) -> float:
     return time.process_time() - start
 
 
-def torch_rows(device: str, dtype_name: str, shapes, repeats: int):
+def torch_rows(device: str, dtype_name: str, shapes, repeats: int, layouts=("contiguous",)):
     import torch
 
     from csnspec.kernels import inline_module
@@ -87,32 +92,47 @@ def torch_rows(device: str, dtype_name: str, shapes, repeats: int):
             stride,
             padding,
             repeats,
+            layouts,
         )
         yield "torch", device, dtype_name, shape, kernel, stride, times, traffic, copy_bytes
 
 
-def torch_case(kernels, impls, clock, device, dtype, shape, kernel, stride, padding, repeats):
+def torch_case(
+    kernels, impls, clock, device, dtype, shape, kernel, stride, padding, repeats, layouts
+):
+    """Times of every implementation in every layout (variants named "IMPL PASS", IMPL ending in
+    "/cl" for channels-last tensors), the least traffic per pass, and the copy's bytes."""
     import torch
 
     gen = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(shape, generator=gen, device=device, dtype=dtype, requires_grad=True)
+    x = torch.randn(shape, generator=gen, device=device, dtype=dtype)
     w = torch.randn((shape[1], 1, *kernel), generator=gen, device=device, dtype=dtype)
     w.requires_grad_()
     y = torch.nn.functional.conv3d(x, w, None, stride, padding, 1, shape[1])
     grad = torch.randn(y.shape, generator=gen, device=device, dtype=dtype)
 
-    def fwd(impl):
+    def fwd(x, impl):
         with torch.no_grad():
             kernels.depthwise_conv3d(x, w, stride, padding, impl)
 
-    def fwd_bwd(impl):
+    def fwd_bwd(x, grad, impl):
         out = kernels.depthwise_conv3d(x, w, stride, padding, impl)
         torch.autograd.grad(out, (x, w), grad)
 
-    variants = {"copy": lambda: x.detach().clone()}
-    for impl in impls:
-        variants[f"{impl} fwd"] = lambda impl=impl: fwd(impl)
-        variants[f"{impl} fwd+bwd"] = lambda impl=impl: fwd_bwd(impl)
+    formats = {
+        "contiguous": ("", torch.contiguous_format),
+        "channels_last": ("/cl", torch.channels_last_3d),
+    }
+    variants = {"copy": lambda: x.clone()}
+    for layout in layouts:
+        suffix, fmt = formats[layout]
+        xl = x.contiguous(memory_format=fmt).requires_grad_()
+        gl = grad.contiguous(memory_format=fmt)
+        for impl in impls:
+            variants[f"{impl}{suffix} fwd"] = lambda xl=xl, impl=impl: fwd(xl, impl)
+            variants[f"{impl}{suffix} fwd+bwd"] = lambda xl=xl, gl=gl, impl=impl: fwd_bwd(
+                xl, gl, impl
+            )
     size = x.element_size()
     traffic = {
         "fwd": (x.numel() + y.numel()) * size,
@@ -185,6 +205,7 @@ def table(rows) -> str:
         "pass",
         "ms",
         "vs native",
+        "vs native contiguous",
         "GB/s",
         "% copy",
     )
@@ -192,15 +213,18 @@ def table(rows) -> str:
     for backend, device, dtype, shape, kernel, stride, times, traffic, copy_bytes in rows:
         copy_bw = copy_bytes / times["copy"]
         lines.append((backend, device, dtype, "x".join(map(str, shape)), "x".join(map(str, kernel)),
-                      "x".join(map(str, stride)), "copy", "", f"{times['copy'] * 1e3:.2f}", "", f"{copy_bw / 1e9:.1f}", "100"))  # fmt: skip
+                      "x".join(map(str, stride)), "copy", "", f"{times['copy'] * 1e3:.2f}", "", "", f"{copy_bw / 1e9:.1f}", "100"))  # fmt: skip
         for name, seconds in times.items():
             if name == "copy":
                 continue
             impl, what = name.split(" ")
             bandwidth = traffic[what] / seconds
+            native = "native/cl" if impl.endswith("/cl") else "native"
+            plain = times.get(f"native {what}")  # the native call on contiguous tensors
             lines.append(("", "", "", "", "", "", impl, what, f"{seconds * 1e3:.2f}",
-                          f"{times[f'native {what}'] / seconds:.2f}x", f"{bandwidth / 1e9:.1f}",
-                          f"{100 * bandwidth / copy_bw:.0f}"))  # fmt: skip
+                          f"{times[f'{native} {what}'] / seconds:.2f}x",
+                          f"{plain / seconds:.2f}x" if plain and native != "native" else "",
+                          f"{bandwidth / 1e9:.1f}", f"{100 * bandwidth / copy_bw:.0f}"))  # fmt: skip
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join(
         "  ".join(str(v).ljust(wd) for v, wd in zip(line, widths)).rstrip() for line in lines
@@ -215,6 +239,13 @@ def main() -> int:
     )
     parser.add_argument(
         "--dtype", nargs="+", default=None, help="default: float32 on cpu; float32 bfloat16 on cuda"
+    )
+    parser.add_argument(
+        "--layout",
+        nargs="+",
+        default=["contiguous", "channels_last"],
+        choices=["contiguous", "channels_last"],
+        help="torch tensors' memory layouts (default: both)",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch and XLA)")
@@ -236,13 +267,16 @@ def main() -> int:
         dtypes = args.dtype or (["float32", "bfloat16"] if device == "cuda" else ["float32"])
         for dtype in dtypes:
             for backend in args.backend:
-                source = torch_rows if backend == "torch" else jax_rows
-                if backend == "jax" and device == "cuda":
-                    import jax
+                if backend == "torch":
+                    source = torch_rows(device, dtype, shapes, args.repeats, args.layout)
+                else:
+                    if device == "cuda":
+                        import jax
 
-                    if not any(d.platform == "gpu" for d in jax.devices()):
-                        continue
-                for row in source(device, dtype, shapes, args.repeats):
+                        if not any(d.platform == "gpu" for d in jax.devices()):
+                            continue
+                    source = jax_rows(device, dtype, shapes, args.repeats)
+                for row in source:
                     rows.append(row)
                     print(
                         f"# {row[0]} {row[1]} {row[2]} {'x'.join(map(str, row[3]))} done",

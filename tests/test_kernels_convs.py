@@ -21,15 +21,18 @@ STRIDES = [(1, 1, 1), (2, 2, 2), (1, 2, 2), (2, 1, 1), (3, 2, 1)]
 
 @pytest.mark.parametrize("stride", STRIDES)
 @pytest.mark.parametrize("bias", [False, True])
-def test_torch_module_matches_the_strided_conv3d(stride, bias):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_torch_module_matches_the_strided_conv3d(stride, bias, layout):
+    """Contiguous input runs the conv; channels-last input the matrix product (F.linear)."""
     torch.manual_seed(0)
     conv = PointwiseConv3d(5, 7, stride=stride, bias=bias).double()
-    x = torch.randn(2, 5, 5, 7, 9, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 5, 5, 7, 9, dtype=torch.float64).contiguous(memory_format=layout)
+    x.requires_grad_()
     ref_x = x.detach().clone().requires_grad_()
     ref_params = [p.detach().clone().requires_grad_() for p in conv.parameters()]
     y = conv(x)
     ref = F.conv3d(ref_x, ref_params[0], ref_params[1] if bias else None, stride)
-    assert y.shape == ref.shape
+    assert y.shape == ref.shape and y.is_contiguous(memory_format=layout)
     torch.testing.assert_close(y, ref)
     grad = torch.linspace(-1, 1, y.numel(), dtype=torch.float64).reshape(y.shape)
     got = torch.autograd.grad(y, (x, *conv.parameters()), grad)

@@ -36,9 +36,18 @@ def reference(x, weight, stride, padding):
     return y, gx, gw, grad
 
 
-def check(impl, shape, kernel, stride, padding, fn=tdw.depthwise_conv3d, seed=0):
+def check(
+    impl,
+    shape,
+    kernel,
+    stride,
+    padding,
+    fn=tdw.depthwise_conv3d,
+    seed=0,
+    layout=torch.contiguous_format,
+):
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=gen).requires_grad_()
+    x = torch.randn(shape, generator=gen).contiguous(memory_format=layout).requires_grad_()
     weight = torch.randn((shape[1], 1, *kernel), generator=gen).requires_grad_()
     want_y, want_gx, want_gw, grad = reference(x, weight, stride, padding)
     y = fn(x, weight, stride, padding, impl)
@@ -49,19 +58,25 @@ def check(impl, shape, kernel, stride, padding, fn=tdw.depthwise_conv3d, seed=0)
     return y
 
 
-def runs_fast_path(kernel, stride) -> bool:
-    """Whether the "cpu" implementation takes a call itself (it leaves what it loses on to native)."""
-    return stride == (1, 1, 1) and kernel[1:] != (1, 1)
+def backward_of(kernel, stride, layout) -> bool:
+    """The backward the "cpu" implementation gives a call (it leaves what it loses on to native):
+    kt x 1 x 1 kernels at stride 1 its own, other strided convs only on channels-last input."""
+    if kernel[1:] == (1, 1):
+        return "_TemporalDepthwiseBackward" if stride == (1, 1, 1) else "ConvolutionBackward0"
+    if stride == (1, 1, 1) or layout == torch.channels_last_3d:
+        return "_CpuDepthwiseBackward"
+    return "ConvolutionBackward0"
+
+
+LAYOUTS = [torch.contiguous_format, torch.channels_last_3d]
 
 
 @pytest.mark.parametrize("kernel,stride,padding", CASES)
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7, 9), (1, 4, 4, 6, 6)])
-def test_cpu_impl_matches_conv3d(shape, kernel, stride, padding):
-    y = check("cpu", shape, kernel, stride, padding)
-    fast = runs_fast_path(kernel, stride)
-    assert type(y.grad_fn).__name__ == (
-        "_ChannelsLastDepthwiseBackward" if fast else "ConvolutionBackward0"
-    )
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["contiguous", "channels_last"])
+def test_cpu_impl_matches_conv3d(shape, kernel, stride, padding, layout):
+    y = check("cpu", shape, kernel, stride, padding, layout=layout)
+    assert type(y.grad_fn).__name__ == backward_of(kernel, stride, layout)
 
 
 @pytest.mark.parametrize("impl", ["auto", "native"])
@@ -71,9 +86,7 @@ def test_auto_and_native_match_conv3d(impl):
 
 def test_auto_on_cpu_runs_the_cpu_implementation():
     x, w = torch.randn(1, 2, 3, 4, 4), torch.randn(2, 1, 3, 3, 3, requires_grad=True)
-    assert (
-        type(tdw.depthwise_conv3d(x, w, 1, 1).grad_fn).__name__ == "_ChannelsLastDepthwiseBackward"
-    )
+    assert type(tdw.depthwise_conv3d(x, w, 1, 1).grad_fn).__name__ == "_CpuDepthwiseBackward"
 
 
 @pytest.mark.parametrize(
@@ -179,13 +192,15 @@ def test_torch_export_of_a_module_holding_it():
     hw=st.integers(1, 7),
     kernel=st.sampled_from([(3, 3, 3), (1, 3, 3), (3, 1, 1)]),
     stride=st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 2)),
+    layout=st.sampled_from(LAYOUTS),
 )
-def test_property_cpu_impl_matches_conv3d(n, c, t, hw, kernel, stride):
+def test_property_cpu_impl_matches_conv3d(n, c, t, hw, kernel, stride, layout):
     padding = tuple(k // 2 for k in kernel)
-    y = check("cpu", (n, c, t, hw, hw + 1), kernel, stride, padding)
-    assert (type(y.grad_fn).__name__ == "_ChannelsLastDepthwiseBackward") == runs_fast_path(
-        kernel, stride
-    )
+    shape = (n, c, t, hw, hw + 1)
+    y = check("cpu", shape, kernel, stride, padding, layout=layout)
+    if torch.empty(shape).contiguous(memory_format=layout).is_contiguous():
+        layout = torch.contiguous_format  # one channel or one voxel: both layouts at once
+    assert type(y.grad_fn).__name__ == backward_of(kernel, stride, layout)
 
 
 def test_inline_text_is_standalone():
@@ -197,10 +212,18 @@ def test_inline_text_is_standalone():
     assert os.environ.get("TRITON_INTERPRET") == "1" or not hasattr(module, "_TRITON")
 
 
-@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
-def test_results_keep_the_input_memory_format(layout):
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_results_keep_the_input_memory_format(layout, stride):
     x = torch.randn(2, 3, 4, 5, 6).contiguous(memory_format=layout).requires_grad_()
     w = torch.randn(3, 1, 3, 3, 3)
-    y = tdw.depthwise_conv3d(x, w, 1, 1, "cpu")
+    y = tdw.depthwise_conv3d(x, w, stride, 1, "cpu")
     (gx,) = torch.autograd.grad(y, x, torch.ones_like(y))
     assert y.is_contiguous(memory_format=layout) and gx.is_contiguous(memory_format=layout)
+
+
+def test_preferred_layout_is_channels_last_on_the_cpu():
+    x = torch.randn(1, 3, 2, 4, 4)
+    assert tdw.preferred_layout(x).is_contiguous(memory_format=torch.channels_last_3d)
+    assert not tdw.preferred_layout(x).is_contiguous()
+    assert tdw.preferred_layout(torch.randn(2, 3)).is_contiguous()  # not a clip: left alone

@@ -198,15 +198,16 @@ class ConvShape:
         return is_depthwise(self.in_channels, self.out_channels, self.groups, self.bias)
 
     @property
+    def pointwise(self) -> bool:
+        """An unpadded, ungrouped 1x1x1 conv (any stride): a matrix product over voxels, emitted
+        with the PointwiseConv classes of csnspec.kernels where a backend runs it as one."""
+        return self.kernel == (1, 1, 1) and self.padding == (0, 0, 0) and self.groups.text == "1"
+
+    @property
     def subsamples(self) -> bool:
         """An unpadded 1x1x1 conv whose stride may exceed 1: emitted as a subsample, then a
         stride-1 conv (the PointwiseConv classes of csnspec.kernels)."""
-        return (
-            self.kernel == (1, 1, 1)
-            and self.padding == (0, 0, 0)
-            and self.groups.text == "1"
-            and self.stride.text != "(1, 1, 1)"
-        )
+        return self.pointwise and self.stride.text != "(1, 1, 1)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ Needs only torch; `load_weights` also needs the safetensors package.
 depthwise     auto (`csnspec compile --depthwise`: the default of DEPTHWISE below)
 Depthwise convs run with `DepthwiseConv3d`, in the implementation DEPTHWISE names unless
 `build(depthwise=...)` or `model.set_depthwise(...)` says otherwise; "auto" picks the
-fastest correct one for the device at run time.
+fastest correct one for the device at run time. On the CPU the network runs in the
+channels-last layout (`preferred_layout`) those kernels and its 1x1x1 convs prefer.
 """
 
 import os
@@ -41,14 +42,16 @@ DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 
 # Depthwise 3D convolution (one filter per channel), the op CSN is built on.
 #
-# PyTorch's CPU kernel for `F.conv3d(..., groups=C)` on contiguous (N, C, T, H, W) tensors is slow, its
-# backward most of all. oneDNN's depthwise kernels are fast on channels-last memory (N, T, H, W, C), but
-# only some: the forward conv3d is, its backward is not, while the channels-last depthwise conv2d's
-# kernel gradient is. So the "cpu" implementation runs, on channels-last copies: the forward as the
-# conv3d; the input gradient as the same conv3d of the output gradient with the flipped kernel; the
-# kernel gradient as one depthwise conv2d kernel gradient per time tap, the frames of the clips taken
-# as a batch of 2D images. Results come back in the input's memory format. Strided convolutions and
-# 3x1x1 kernels, measured slower this way, run the native kernel.
+# PyTorch's CPU kernel for `F.conv3d(..., groups=C)` is slow on contiguous (N, C, T, H, W) memory,
+# its backward most of all; on channels-last memory (N, T, H, W, C) oneDNN's forward is fast, its
+# backward is not. The "cpu" implementation runs on channels-last memory: the forward as that
+# conv3d; the input gradient as the same fast call on the output gradient with the flipped kernel;
+# the kernel gradient as one depthwise conv2d kernel gradient per time tap, the frames of the clips
+# taken as a batch of 2D images. A strided conv's output gradient is first spread onto the stride-1
+# grid (zeros between), so the same calls serve every stride. Generated networks run channels-last
+# on the CPU (`preferred_layout`), where nothing is converted; contiguous input is converted and the
+# results converted back. Measured slower this way, and so left to the native call: kt x 1 x 1
+# kernels, and strided convs of contiguous input.
 
 DEPTHWISE_IMPLS = ("auto", "native", "cpu", "triton")
 
@@ -80,25 +83,43 @@ def _triton_entry():
 
 
 def _cpu_supported(x, weight, stride, padding) -> bool:
-    """Whether the channels-last implementation takes this call (otherwise the native call runs)."""
+    """Whether the "cpu" implementation takes this call (otherwise the native call runs)."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False
     if x.dim() != 5 or weight.dim() != 5 or weight.shape[1] != 1 or weight.shape[0] != x.shape[1]:
         return False
-    # measured slower than the native call: strided convolutions, 3x1x1 kernels
-    if stride != (1, 1, 1) or weight.shape[3:] == (1, 1):
+    if weight.shape[3:] == (1, 1):  # kt x 1 x 1: shifted multiply-adds, at stride 1 only
+        if stride != (1, 1, 1) or padding[1:] != (0, 0):
+            return False
+    elif stride != (1, 1, 1) and not _is_channels_last(x):  # measured slower than native
         return False
     return x.numel() > 0 and all(
-        0 <= p < k <= size + 2 * p for size, k, p in zip(x.shape[2:], weight.shape[2:], padding)
+        0 <= p < k <= size + 2 * p and s >= 1
+        for size, k, p, s in zip(x.shape[2:], weight.shape[2:], padding, stride)
     )
+
+
+def preferred_layout(x: torch.Tensor) -> torch.Tensor:
+    """`x` in the memory layout this module's convolutions run fastest in on x's device.
+
+    Channels-last on the CPU, where oneDNN's depthwise kernels and the 1x1x1 convs as matrix
+    products (PointwiseConv3d) want it; unchanged elsewhere, and in a captured graph (TorchScript,
+    tracing, ONNX, torch.export, torch.compile), which records the plain layout.
+    """
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return x
+    if x.device.type == "cpu" and x.dim() == 5:
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    return x
 
 
 def depthwise_conv3d(x, weight, stride, padding, impl: str = "auto") -> torch.Tensor:
     """`F.conv3d(x, weight, None, stride, padding, groups=C)` for a (C, 1, kt, kh, kw) weight.
 
     `impl` picks the implementation: "auto" (the fastest correct one for x's device), "native" (PyTorch's
-    own kernel), "cpu" (oneDNN channels-last kernels, see above) or "triton" (CUDA kernels). A call a
-    fast implementation does not handle runs the native kernel instead.
+    own kernel), "cpu" (PyTorch's forward, a fast backward: see above) or "triton" (CUDA kernels). A
+    call a fast implementation does not handle runs the native kernel instead. The result has x's
+    memory layout.
     """
     _check_impl(impl)
     stride, padding = _triple(stride), _triple(padding)
@@ -110,7 +131,9 @@ def depthwise_conv3d(x, weight, stride, padding, impl: str = "auto") -> torch.Te
         else:
             impl = "native"
     if impl == "cpu" and _cpu_supported(x, weight, stride, padding):
-        return _ChannelsLastDepthwise.apply(x, weight, padding)
+        if weight.shape[3:] == (1, 1):
+            return _TemporalDepthwise.apply(x, weight, padding[0])
+        return _CpuDepthwise.apply(x, weight, stride, padding)
     if impl == "triton":
         entry = _triton_entry()
         if entry is None:
@@ -159,6 +182,110 @@ class DepthwiseConv3d(nn.Conv3d):
         return depthwise_conv3d(x, self.weight, self.stride, self.padding, self.impl)
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+
+
+class _CpuDepthwise(torch.autograd.Function):
+    """Depthwise conv3d on channels-last memory with a fast backward (see the top of the file).
+
+    Results come back in x's memory layout, as from F.conv3d.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding):
+        ctx.layout = _layout_of(x)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = stride, padding
+        out = F.conv3d(x, weight, None, stride, padding, 1, weight.shape[0])
+        return out.contiguous(memory_format=ctx.layout)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last_3d)
+        grad = _spread(grad, x, weight, ctx.stride, ctx.padding)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            # a stride-1 convolution's transpose: the flipped kernel, padding k - 1 - p
+            flipped_padding = [k - 1 - p for k, p in zip(weight.shape[2:], ctx.padding)]
+            grad_x = F.conv3d(
+                grad, weight.flip(2, 3, 4), None, 1, flipped_padding, 1, weight.shape[0]
+            )
+            grad_x = grad_x.contiguous(memory_format=ctx.layout)
+        if ctx.needs_input_grad[1]:
+            grad_w = _kernel_grad(grad, x, weight, ctx.padding)
+        return grad_x, grad_w, None, None
+
+
+def _spread(grad, x, weight, stride, padding):
+    """A strided conv's output gradient on the stride-1 output grid, zeros between (channels-last).
+
+    The stride-1 conv's output at every stride-th position is the strided conv's output, so its
+    gradient there is `grad` and elsewhere zero; both backward calls then run at stride 1.
+    """
+    if stride == (1, 1, 1):
+        return grad
+    size = [n + 2 * p - k + 1 for n, k, p in zip(x.shape[2:], weight.shape[2:], padding)]
+    spread = grad.new_zeros((grad.shape[0], *size, grad.shape[1])).permute(0, 4, 1, 2, 3)
+    spread[:, :, :: stride[0], :: stride[1], :: stride[2]] = grad
+    return spread
+
+
+class _TemporalDepthwise(torch.autograd.Function):
+    """A stride-1 depthwise kt x 1 x 1 conv as kt shifted multiply-adds over frames, in x's layout.
+
+    oneDNN's channels-last kt x 1 x 1 kernels are slower than PyTorch's contiguous ones, which are
+    slow too; a product of a frame with one weight per channel runs at memory speed in either layout.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.padding = padding
+        frames, taps = x.shape[2], weight.shape[2]
+        shape = (*x.shape[:2], frames + 2 * padding - taps + 1, *x.shape[3:])
+        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_layout_of(x))
+        out.zero_()
+        for tap, (o, i, n) in enumerate(_tap_spans(frames, out.shape[2], taps, padding)):
+            out[:, :, o : o + n].addcmul_(x[:, :, i : i + n], weight[:, :, tap])
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        spans = _tap_spans(x.shape[2], grad.shape[2], weight.shape[2], ctx.padding)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.zeros_like(x)
+            for tap, (o, i, n) in enumerate(spans):
+                grad_x[:, :, i : i + n].addcmul_(grad[:, :, o : o + n], weight[:, :, tap])
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.zeros_like(weight)
+            for tap, (o, i, n) in enumerate(spans):
+                product = grad[:, :, o : o + n] * x[:, :, i : i + n]
+                grad_w[:, 0, tap, 0, 0] = product.sum(dim=(0, 2, 3, 4))
+        return grad_x, grad_w, None
+
+
+def _layout_of(x: torch.Tensor):
+    return torch.channels_last_3d if _is_channels_last(x) else torch.contiguous_format
+
+
+def _tap_spans(frames: int, out_frames: int, taps: int, padding: int):
+    """Per time tap: (first output frame, first input frame, frame count) it connects."""
+    spans = []
+    for tap in range(taps):
+        shift = tap - padding  # output frame t reads input frame t + shift
+        first = max(0, -shift)
+        end = min(out_frames, frames - shift)
+        spans.append((first, first + shift, max(0, end - first)))
+    return spans
+
+
 def _frame_batches(frames):
     """(batch index, frames as channels-last 2D images) for a (N, F, H, W, C) run of frames.
 
@@ -170,48 +297,11 @@ def _frame_batches(frames):
     return [(i, frames[i].permute(0, 3, 1, 2)) for i in range(n)]
 
 
-class _ChannelsLastDepthwise(torch.autograd.Function):
-    """Stride-1 depthwise conv3d on channels-last memory, with a fast backward.
-
-    Forward: oneDNN's channels-last depthwise conv3d. Input gradient: the same call on the output
-    gradient with the flipped kernel (a stride-1 convolution's transpose). Kernel gradient: one
-    channels-last depthwise conv2d kernel gradient per time tap, the frames of the clips as 2D images.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, padding):
-        # results come back in x's memory format, as from F.conv3d: a contiguous model stays contiguous
-        # (PyTorch's channels-last 1x1x1 convolutions on CPU are slower than its contiguous ones)
-        ctx.layout = (
-            torch.channels_last_3d
-            if x.is_contiguous(memory_format=torch.channels_last_3d)
-            else torch.contiguous_format
-        )
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-        ctx.save_for_backward(x, weight)
-        ctx.padding = padding
-        out = F.conv3d(x, weight, None, 1, padding, 1, weight.shape[0])
-        return out.contiguous(memory_format=ctx.layout)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        grad = grad.contiguous(memory_format=torch.channels_last_3d)
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            flipped_padding = [k - 1 - p for k, p in zip(weight.shape[2:], ctx.padding)]
-            grad_x = F.conv3d(
-                grad, weight.flip(2, 3, 4), None, 1, flipped_padding, 1, weight.shape[0]
-            )
-            grad_x = grad_x.contiguous(memory_format=ctx.layout)
-        if ctx.needs_input_grad[1]:
-            grad_w = _kernel_grad(grad, x, weight, ctx.padding)
-        return grad_x, grad_w, None
-
-
 def _kernel_grad(grad, x, weight, padding):
-    """The kernel gradient of a stride-1 depthwise conv3d, a depthwise conv2d's per time tap."""
+    """The kernel gradient of a stride-1 depthwise conv3d, a depthwise conv2d's per time tap.
+
+    `grad` and `x` are channels-last (N, C, T, H, W) tensors.
+    """
     pixels = x.permute(0, 2, 3, 4, 1)  # (N, T, H, W, C), contiguous
     grad = grad.permute(0, 2, 3, 4, 1)
     frames, out_frames = pixels.shape[1], grad.shape[1]
@@ -459,20 +549,28 @@ def depthwise_conv3d_triton(x, weight, stride, padding):
 
 
 class PointwiseConv3d(nn.Conv3d):
-    """A 1x1x1 `nn.Conv3d` (unpadded): subsamples its input, then convolves at stride 1.
+    """A 1x1x1 `nn.Conv3d` (unpadded), run as the matrix product it is.
 
-    A strided 1x1x1 conv reads every stride-th voxel only. PyTorch's CPU kernels run it
-    2-3x slower (forward+backward) than the same conv on the subsampled input, so this
-    takes that route. Parameters, state-dict keys and `stride` are nn.Conv3d's.
+    A strided 1x1x1 conv reads every stride-th voxel only: it subsamples, then convolves at
+    stride 1 (PyTorch's CPU kernels run the strided conv 2-3x slower, forward+backward). On
+    channels-last input (N, T, H, W, C in memory) the conv is one matrix product over all voxels,
+    `F.linear`, which PyTorch's CPU conv kernels run slower. Parameters, state-dict keys and
+    `stride` are nn.Conv3d's.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride=1, bias=True):
         super().__init__(in_channels, out_channels, 1, stride=stride, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels_last = (
+            x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+        )
         st, sh, sw = self.stride[0], self.stride[1], self.stride[2]
         if st > 1 or sh > 1 or sw > 1:
             x = x[:, :, ::st, ::sh, ::sw]
+        if channels_last:
+            out = F.linear(x.permute(0, 2, 3, 4, 1), self.weight.flatten(1), self.bias)
+            return out.permute(0, 4, 1, 2, 3)
         return torch.conv3d(x, self.weight, self.bias)
 
 
@@ -491,7 +589,7 @@ class BottleneckD(nn.Module):
         shortcut: bool = False,
     ) -> None:
         super().__init__()
-        self.conv_a = nn.Conv3d(in_channels, width, kernel_size=(1, 1, 1), bias=False)
+        self.conv_a = PointwiseConv3d(in_channels, width, bias=False)
         self.bn_a = nn.BatchNorm3d(width)
         self.relu_a = nn.ReLU(inplace=True)
         # depthwise (one filter per channel)
@@ -503,7 +601,7 @@ class BottleneckD(nn.Module):
         )
         self.bn_b = nn.BatchNorm3d(width)
         self.relu_b = nn.ReLU(inplace=True)
-        self.conv_c = nn.Conv3d(width, out_channels, kernel_size=(1, 1, 1), bias=False)
+        self.conv_c = PointwiseConv3d(width, out_channels, bias=False)
         self.bn_c = nn.BatchNorm3d(out_channels)
         if shortcut:
             # a 1x1x1 projection where the block changes width or resolution
@@ -525,7 +623,8 @@ class BottleneckD(nn.Module):
         out = self.bn_c(self.conv_c(out))
         if self.shortcut_conv is not None and self.shortcut_bn is not None:
             x = self.shortcut_bn(self.shortcut_conv(x))
-        return self.relu(out + x)
+        out += x
+        return self.relu(out)
 
 
 class Stem(nn.Module):
@@ -638,6 +737,7 @@ class BottleneckD16(nn.Module):
 
     def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, T, H, W) clips to the last stage's feature map (N, C, t, h, w)."""
+        x = preferred_layout(x)  # channels-last on the CPU
         x = self.stem(x)  # 64x8x56x56
         x = self.layer1(x)  # 256x8x56x56
         x = self.layer2(x)  # 512x4x28x28

@@ -21,6 +21,7 @@ Needs only torch; `load_weights` also needs the safetensors package.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NETWORK = "bottleneck-g-8-g8"
@@ -32,20 +33,28 @@ INPUT_SHAPE = (3, 8, 224, 224)
 
 
 class PointwiseConv3d(nn.Conv3d):
-    """A 1x1x1 `nn.Conv3d` (unpadded): subsamples its input, then convolves at stride 1.
+    """A 1x1x1 `nn.Conv3d` (unpadded), run as the matrix product it is.
 
-    A strided 1x1x1 conv reads every stride-th voxel only. PyTorch's CPU kernels run it
-    2-3x slower (forward+backward) than the same conv on the subsampled input, so this
-    takes that route. Parameters, state-dict keys and `stride` are nn.Conv3d's.
+    A strided 1x1x1 conv reads every stride-th voxel only: it subsamples, then convolves at
+    stride 1 (PyTorch's CPU kernels run the strided conv 2-3x slower, forward+backward). On
+    channels-last input (N, T, H, W, C in memory) the conv is one matrix product over all voxels,
+    `F.linear`, which PyTorch's CPU conv kernels run slower. Parameters, state-dict keys and
+    `stride` are nn.Conv3d's.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride=1, bias=True):
         super().__init__(in_channels, out_channels, 1, stride=stride, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels_last = (
+            x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+        )
         st, sh, sw = self.stride[0], self.stride[1], self.stride[2]
         if st > 1 or sh > 1 or sw > 1:
             x = x[:, :, ::st, ::sh, ::sw]
+        if channels_last:
+            out = F.linear(x.permute(0, 2, 3, 4, 1), self.weight.flatten(1), self.bias)
+            return out.permute(0, 4, 1, 2, 3)
         return torch.conv3d(x, self.weight, self.bias)
 
 
@@ -64,7 +73,7 @@ class BottleneckG(nn.Module):
         shortcut: bool = False,
     ) -> None:
         super().__init__()
-        self.conv_a = nn.Conv3d(in_channels, width, kernel_size=(1, 1, 1), bias=False)
+        self.conv_a = PointwiseConv3d(in_channels, width, bias=False)
         self.bn_a = nn.BatchNorm3d(width)
         self.relu_a = nn.ReLU(inplace=True)
         # grouped (8 groups)
@@ -79,7 +88,7 @@ class BottleneckG(nn.Module):
         )
         self.bn_b = nn.BatchNorm3d(width)
         self.relu_b = nn.ReLU(inplace=True)
-        self.conv_c = nn.Conv3d(width, out_channels, kernel_size=(1, 1, 1), bias=False)
+        self.conv_c = PointwiseConv3d(width, out_channels, bias=False)
         self.bn_c = nn.BatchNorm3d(out_channels)
         if shortcut:
             # a 1x1x1 projection where the block changes width or resolution
@@ -101,7 +110,8 @@ class BottleneckG(nn.Module):
         out = self.bn_c(self.conv_c(out))
         if self.shortcut_conv is not None and self.shortcut_bn is not None:
             x = self.shortcut_bn(self.shortcut_conv(x))
-        return self.relu(out + x)
+        out += x
+        return self.relu(out)
 
 
 class Stem(nn.Module):

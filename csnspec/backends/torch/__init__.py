@@ -103,8 +103,10 @@ def conv_call(s: ConvShape) -> tuple[str, list[str]]:
         if s.padding != (0, 0, 0):
             args.append(f"padding={dims(s.padding)}")
         return "DepthwiseConv3d", args
-    if s.subsamples:
-        args = [s.in_channels.text, s.out_channels.text, f"stride={stride}"]
+    if s.pointwise:
+        args = [s.in_channels.text, s.out_channels.text]
+        if stride != "(1, 1, 1)":
+            args.append(f"stride={stride}")
         return "PointwiseConv3d", args if s.bias else [*args, "bias=False"]
     args = [s.in_channels.text, s.out_channels.text, f"kernel_size={dims(s.kernel)}"]
     if stride != "(1, 1, 1)":
@@ -236,6 +238,8 @@ def _block_class(c: BlockClass) -> dict:
         "shortcut": shortcut,
         "merge": [_shape_stmt(s) for s in c.merge if s.kind == "relu"],
         "merge_relu": c.merge[1].name,
+        # adding in place saves a tensor; only where autograd needs not the branch's output
+        "add_in_place": c.residual[-1].kind in ("batchnorm", "conv3d"),
         "shortcut_names": [s.name for s in c.shortcut],
         "shortcut_forward": _nest([s.name for s in c.shortcut], "x"),
         "forward": _lines(
@@ -388,8 +392,14 @@ def _head(low: LoweredNetwork) -> dict:
 
 
 def _features(low: LoweredNetwork, m: emit.Model) -> list[str]:
-    """forward_feature_map's body: the stem, then each stage, shapes in comments."""
+    """forward_feature_map's body: the stem, then each stage, shapes in comments.
+
+    A network with depthwise convs first puts its input in the layout the inlined kernels run
+    fastest in on its device (`preferred_layout`: channels-last on the CPU).
+    """
     lines = [commented("x = self.stem(x)", shape_text(low.stem.out_shape), 8)]
+    if m.depthwise:
+        lines.insert(0, "        x = preferred_layout(x)  # channels-last on the CPU")
     for s in m.stages:
         if s.pool is not None:
             lines.append(commented(f"x = self.{s.name}(x)", shape_text(s.pool.in_shape), 8))
