@@ -144,10 +144,11 @@ def test_module_has_conv3d_parameters_and_loads_its_checkpoints():
     assert torch.equal(fast(x), conv(x))
 
 
-def test_module_modes_and_channels_last_input():
-    fast = tdw.DepthwiseConv3d(4, 3, 1, 1)
+@pytest.mark.parametrize("kernel,padding", [((3, 3, 3), 1), ((3, 1, 1), (1, 0, 0))])
+def test_module_modes_and_channels_last_input(kernel, padding):
+    fast = tdw.DepthwiseConv3d(4, kernel, 1, padding)
     x = torch.randn(1, 4, 3, 6, 6).contiguous(memory_format=torch.channels_last_3d)
-    want = F.conv3d(x, fast.weight, None, 1, 1, 1, 4)
+    want = F.conv3d(x, fast.weight, None, 1, padding, 1, 4)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), want, rtol=1e-5, atol=1e-5)
     with torch.inference_mode():

@@ -131,7 +131,12 @@ def depthwise_conv3d(x, weight, stride, padding, impl: str = "auto") -> torch.Te
         else:
             impl = "native"
     if impl == "cpu" and _cpu_supported(x, weight, stride, padding):
-        if weight.shape[3:] == (1, 1):
+        temporal = weight.shape[3:] == (1, 1)
+        if not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)):
+            return (
+                _temporal(x, weight, padding[0]) if temporal else _cpu(x, weight, stride, padding)
+            )
+        if temporal:
             return _TemporalDepthwise.apply(x, weight, padding[0])
         return _CpuDepthwise.apply(x, weight, stride, padding)
     if impl == "triton":
@@ -195,11 +200,9 @@ class _CpuDepthwise(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, stride, padding):
         ctx.layout = _layout_of(x)
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-        ctx.save_for_backward(x, weight)
+        ctx.save_for_backward(x.contiguous(memory_format=torch.channels_last_3d), weight)
         ctx.stride, ctx.padding = stride, padding
-        out = F.conv3d(x, weight, None, stride, padding, 1, weight.shape[0])
-        return out.contiguous(memory_format=ctx.layout)
+        return _cpu(x, weight, stride, padding)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -245,13 +248,7 @@ class _TemporalDepthwise(torch.autograd.Function):
     def forward(ctx, x, weight, padding):
         ctx.save_for_backward(x, weight)
         ctx.padding = padding
-        frames, taps = x.shape[2], weight.shape[2]
-        shape = (*x.shape[:2], frames + 2 * padding - taps + 1, *x.shape[3:])
-        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_layout_of(x))
-        out.zero_()
-        for tap, (o, i, n) in enumerate(_tap_spans(frames, out.shape[2], taps, padding)):
-            out[:, :, o : o + n].addcmul_(x[:, :, i : i + n], weight[:, :, tap])
-        return out
+        return _temporal(x, weight, padding)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -269,6 +266,31 @@ class _TemporalDepthwise(torch.autograd.Function):
                 product = grad[:, :, o : o + n] * x[:, :, i : i + n]
                 grad_w[:, 0, tap, 0, 0] = product.sum(dim=(0, 2, 3, 4))
         return grad_x, grad_w, None
+
+
+def _cpu(x, weight, stride, padding):
+    """The forward of _CpuDepthwise: oneDNN's channels-last conv3d, the result in x's layout."""
+    out = F.conv3d(
+        x.contiguous(memory_format=torch.channels_last_3d),
+        weight,
+        None,
+        stride,
+        padding,
+        1,
+        weight.shape[0],
+    )
+    return out.contiguous(memory_format=_layout_of(x))
+
+
+def _temporal(x, weight, padding: int):
+    """The forward of _TemporalDepthwise: one multiply-add of shifted frames per time tap."""
+    frames, taps = x.shape[2], weight.shape[2]
+    shape = (*x.shape[:2], frames + 2 * padding - taps + 1, *x.shape[3:])
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_layout_of(x))
+    out.zero_()
+    for tap, (o, i, n) in enumerate(_tap_spans(frames, out.shape[2], taps, padding)):
+        out[:, :, o : o + n].addcmul_(x[:, :, i : i + n], weight[:, :, tap])
+    return out
 
 
 def _layout_of(x: torch.Tensor):
