@@ -44,14 +44,14 @@ DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 #
 # PyTorch's CPU kernel for `F.conv3d(..., groups=C)` is slow on contiguous (N, C, T, H, W) memory,
 # its backward most of all; on channels-last memory (N, T, H, W, C) oneDNN's forward is fast, its
-# backward is not. The "cpu" implementation keeps PyTorch's forward and runs the backward on
-# channels-last memory: the input gradient as the fast forward call on the output gradient with
-# the flipped kernel; the kernel gradient as one depthwise conv2d kernel gradient per time tap, the
-# frames of the clips taken as a batch of 2D images. A strided conv's output gradient is first
-# spread onto the stride-1 grid (zeros between), so the same calls serve every stride. Generated
-# networks run channels-last on the CPU (`preferred_layout`), where nothing is converted; for
-# contiguous input the backward converts and converts back. kt x 1 x 1 kernels run as shifted
-# multiply-adds; strided convs of contiguous input, measured slower this way, run natively.
+# backward is not. The "cpu" implementation runs on channels-last memory: the forward as that
+# conv3d; the input gradient as the same fast call on the output gradient with the flipped kernel;
+# the kernel gradient as one depthwise conv2d kernel gradient per time tap, the frames of the clips
+# taken as a batch of 2D images. A strided conv's output gradient is first spread onto the stride-1
+# grid (zeros between), so the same calls serve every stride. Generated networks run channels-last
+# on the CPU (`preferred_layout`), where nothing is converted; contiguous input is converted and the
+# results converted back. Measured slower this way, and so left to the native call: kt x 1 x 1
+# kernels, and strided convs of contiguous input.
 
 DEPTHWISE_IMPLS = ("auto", "native", "cpu", "triton")
 
@@ -192,15 +192,15 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 
 
 class _CpuDepthwise(torch.autograd.Function):
-    """Depthwise conv3d: PyTorch's forward, a fast channels-last backward (see the top of the file).
+    """Depthwise conv3d on channels-last memory with a fast backward (see the top of the file).
 
-    Results and gradients come back in x's memory layout, as from F.conv3d.
+    Results come back in x's memory layout, as from F.conv3d.
     """
 
     @staticmethod
     def forward(ctx, x, weight, stride, padding):
         ctx.layout = _layout_of(x)
-        ctx.save_for_backward(x, weight)
+        ctx.save_for_backward(x.contiguous(memory_format=torch.channels_last_3d), weight)
         ctx.stride, ctx.padding = stride, padding
         return _cpu(x, weight, stride, padding)
 
@@ -219,7 +219,6 @@ class _CpuDepthwise(torch.autograd.Function):
             )
             grad_x = grad_x.contiguous(memory_format=ctx.layout)
         if ctx.needs_input_grad[1]:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
             grad_w = _kernel_grad(grad, x, weight, ctx.padding)
         return grad_x, grad_w, None, None
 
@@ -270,9 +269,17 @@ class _TemporalDepthwise(torch.autograd.Function):
 
 
 def _cpu(x, weight, stride, padding):
-    """The forward of _CpuDepthwise: PyTorch's own call, in x's layout (oneDNN's fast kernel on
-    channels-last input; on contiguous input converting both ways costs as much as it saves)."""
-    return F.conv3d(x, weight, None, stride, padding, 1, weight.shape[0])
+    """The forward of _CpuDepthwise: oneDNN's channels-last conv3d, the result in x's layout."""
+    out = F.conv3d(
+        x.contiguous(memory_format=torch.channels_last_3d),
+        weight,
+        None,
+        stride,
+        padding,
+        1,
+        weight.shape[0],
+    )
+    return out.contiguous(memory_format=_layout_of(x))
 
 
 def _temporal(x, weight, padding: int):
