@@ -40,7 +40,7 @@ def _char_hint(char: str, expected) -> str | None:
     return None
 
 
-def _token_hint(tok, expected) -> str | None:
+def _token_hint(tok, expected, previous) -> str | None:
     if "_NL" in expected and str(tok) in STATEMENTS:
         return "each statement goes on its own line"
     if tok.type == "NAME" and "NETWORK" in expected:
@@ -48,6 +48,9 @@ def _token_hint(tok, expected) -> str | None:
             STATEMENTS
         )
     if "TIMES" in expected and tok.type in ("LSQB", "INT"):
+        if previous is not None and previous.type == "NAME" and str(previous) == "x":
+            # `kernel-a=3x1x1/ x [3,4]`: the 'x' was read as the alternation's next value
+            return "a '/' needs a value after it, e.g. kernel-a=3x1x1/1x1x1"
         return "write 'x' before the block counts, e.g. `stages bottleneck x [3,4,6,3]`"
     if "LSQB" in expected and tok.type == "INT":
         return (

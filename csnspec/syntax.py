@@ -33,7 +33,8 @@ SHARED_WORDS = {
 
 # A hint rule: (the offending character or token, the terminals expected there) -> a hint or None.
 CharHint = Callable[[str, frozenset], "str | None"]
-TokenHint = Callable[[lark.Token, frozenset], "str | None"]
+# (the unexpected token, the terminals expected there, the token read before it or None)
+TokenHint = Callable[[lark.Token, frozenset, "lark.Token | None"], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,9 @@ def _end_of(text: str) -> Span:
     return Span(len(lines), len(lines[-1]) + 1)
 
 
-def _first_hint(rules, subject, expected: frozenset) -> str | None:
+def _first_hint(rules, subject, expected: frozenset, *context) -> str | None:
     for rule in rules:
-        hint = rule(subject, expected)
+        hint = rule(subject, expected, *context)
         if hint:
             return hint
     return None
@@ -111,7 +112,9 @@ def syntax_error(err: lark.exceptions.UnexpectedInput, text: str, language: Lang
         else:
             length = len(str(token)) if token.type != "_NL" else 1
             span = Span(err.line, err.column, length)
-        return CsnError(message, span, hint=_first_hint(language.token_hints, token, expected))
+        history = getattr(err, "token_history", None) or [None]
+        hint = _first_hint(language.token_hints, token, expected, history[-1])
+        return CsnError(message, span, hint=hint)
     # UnexpectedEOF
     return CsnError(
         f"unexpected end of file; expected {expected_words(err.expected, language)}",

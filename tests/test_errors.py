@@ -826,6 +826,14 @@ CASES = [
         "write one value, e.g. pool=2x1x1",
     ),
     (
+        "alternation without its last value",
+        HEAD + "stages bottleneck kernel-a=3x1x1/ x [3,4,6,3]\n",
+        4,
+        "[",
+        ["expected", "got '['"],
+        "a '/' needs a value after it",
+    ),
+    (
         "alternation without its first value",
         HEAD + "stages bottleneck kernel-a=/3x1x1 x [3,4,6,3]\n",
         4,

@@ -492,7 +492,7 @@ def _char_hint(char: str, expected) -> str | None:
     return None
 
 
-def _token_hint(tok, expected) -> str | None:
+def _token_hint(tok, expected, previous) -> str | None:
     if tok.type == "NAME" and "SPACE" in expected:
         if str(tok) == "network":
             return "a space file names itself with `space NAME`; its candidates take that name"
