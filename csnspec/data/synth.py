@@ -8,6 +8,7 @@ A single frame carries no information about the class.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,11 +93,11 @@ def write_webm(path, video: np.ndarray, fps: int = 15) -> None:
 def _encode(path, video: np.ndarray, fps: int, container_format: str, codec: str) -> None:
     import av
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    from ..atomic import write_bytes
+
+    encoded = io.BytesIO()  # muxed in memory, then written by the one atomic writer
     height, width = video.shape[1:3]
-    with av.open(str(tmp), "w", format=container_format) as container:
+    with av.open(encoded, "w", format=container_format) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.bit_rate = 4_000_000  # near-lossless at these sizes
@@ -106,7 +107,7 @@ def _encode(path, video: np.ndarray, fps: int, container_format: str, codec: str
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    tmp.replace(path)
+    write_bytes(path, encoded.getvalue())
 
 
 def synthesize(
