@@ -36,6 +36,7 @@ import pytest
 from conftest import ROOT
 
 import csnspec
+from csnspec.weights.metadata import read_pretrained_cfg
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -306,6 +307,11 @@ def test_imported_weights_give_the_publishers_logits(publisher, kind, tmp_path):
     torch.save({"model_state": state} if source == "pytorchvideo" else state, checkpoint)
     net, tensors, out = import_via_cli(tmp_path, source, checkpoint, text)
     assert len(tensors) == len(state)
+    if source == "pytorchvideo":
+        # PyTorchVideo's model zoo (docs/source/model_zoo.md) samples a 64-frame window:
+        # Slow R50 4x16, C2D/I3D/Slow R50 8x8, R(2+1)D R50 16x4; the clip here is t frames
+        assert (t, read_pretrained_cfg(out)["sampling_rate"]) in ((4, 16), (8, 8))
+        assert read_pretrained_cfg(out)["frames"] == t
     check_logits(csnspec.lower(net), out, tensors, reference, x, tmp_path)
 
 

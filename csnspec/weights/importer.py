@@ -282,7 +282,7 @@ def import_checkpoint(
     from ..atomic import check_target
     from ..lowering import lower
     from .io import read_checkpoint, save_safetensors
-    from .metadata import header, pretrained_cfg
+    from .metadata import clip_of, header, pretrained_cfg
 
     inputs = (checkpoint, *inputs)
     if out is not None:
@@ -303,6 +303,7 @@ def import_checkpoint(
         bn_eps=imported.layout.eps,
         num_classes=classes,
         class_names=class_names,
+        **clip_of(imported.layout.name, low.input_shape[1]),
     )
     if out is not None:
         meta = {"format": "pt", "csnspec.network": net.name, "csnspec.source": imported.layout.name}

@@ -53,7 +53,9 @@ PRESETS = {
         "crop": 256,
         "short_side_scale": 256,
         "reference": "PyTorchVideo pytorchvideo/models/hub/csn.py (CSN_32x2_R101.pyth: 32 frames,"
-        " rate 2) and its Kinetics transforms (mean 0.45, std 0.225, short side 256, crop 256)",
+        " rate 2; other clip lengths take rate 64 / frames, as docs/source/model_zoo.md's 8x8, 4x16"
+        " and 16x4 models) and its Kinetics transforms (mean 0.45, std 0.225, short side 256, crop"
+        " 256)",
     },
     "pytorchvideo-x3d": {
         **_PTV_NORM,
@@ -93,6 +95,19 @@ PRESETS = {
         "configs/_base_/models/ircsn_r152.py; VMZ-ported checkpoints use VMZ's x255",
     },
 }
+
+
+# Every Kinetics-400 checkpoint of PyTorchVideo's ResNet family samples a 64-frame window: C2D,
+# I3D and Slow R50 8x8 (Slow also 4x16), R(2+1)D R50 16x4, CSN R101 32x2 ("frame length x sample
+# rate" in PyTorchVideo's docs/source/model_zoo.md). The spec's clip length gives the rate.
+PYTORCHVIDEO_WINDOW = 64
+
+
+def clip_of(source: str, frames: int) -> dict:
+    """What a source's record takes from the network's input clip of `frames` frames."""
+    if source == "pytorchvideo" and frames > 0 and PYTORCHVIDEO_WINDOW % frames == 0:
+        return {"frames": frames, "sampling_rate": PYTORCHVIDEO_WINDOW // frames}
+    return {}
 
 
 def pretrained_cfg(
