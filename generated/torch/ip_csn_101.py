@@ -50,8 +50,8 @@ DEPTHWISE = "auto"  # the implementation depthwise convs run by default
 # taken as a batch of 2D images. A strided conv's output gradient is first spread onto the stride-1
 # grid (zeros between), so the same calls serve every stride. Generated networks run channels-last
 # on the CPU (`preferred_layout`), where nothing is converted; contiguous input is converted and the
-# results converted back. Measured slower this way, and so left to the native call: kt x 1 x 1
-# kernels, and strided convs of contiguous input.
+# results converted back (strided convs of contiguous input, measured slower so, run natively).
+# kt x 1 x 1 kernels run as kt shifted multiply-adds over frames, in either layout.
 
 DEPTHWISE_IMPLS = ("auto", "native", "cpu", "triton")
 
