@@ -101,7 +101,8 @@ def test_flax_interrupted_then_resumed_gives_bitwise_the_same_state(
 
 
 def test_flax_fine_tunes_from_torch_weights_with_frozen_bn_and_stages(tmp_path_factory, tmp_path):
-    """PyTorch weights (converted through the IR) start a Flax run; frozen tensors stay put."""
+    """PyTorch weights (converted through the IR) start a Flax run; frozen tensors stay put.
+    The run computes in bf16 (`--amp bf16`): its weights stay float32."""
     from safetensors.numpy import load_file
 
     from csnspec.lowering import lower
@@ -112,11 +113,13 @@ def test_flax_fine_tunes_from_torch_weights_with_frozen_bn_and_stages(tmp_path_f
     source, out = tmp_path / "source", tmp_path / "tuned"
     assert main(short_run(data, source, "--scale", "36", "44", steps=2)) == 0
     args = ["--backend", "flax", "--init", str(source / "model.safetensors"), "--freeze-bn",
-            "--freeze-stages", "1", "--lr", "0.5", "--scale", "36", "44"]  # fmt: skip
+            "--freeze-stages", "1", "--lr", "0.5", "--scale", "36", "44", "--amp", "bf16"]  # fmt: skip
     assert main(short_run(data, out, *args, steps=2)) == 0
     a = torch_to_flax(load_file(str(source / "model.safetensors")), lower(load(SPEC)))
     b = load_file(str(out / "model.safetensors"))
-    assert a.keys() == b.keys()
+    assert a.keys() == b.keys() and {v.dtype for v in b.values()} == {np.dtype(np.float32)}
+    summary = read_json(out / "summary.json")
+    assert summary["precision"] == "bf16" and np.isfinite(summary["final_loss"])
     frozen = [k for k in a if k.startswith(("stem.", "layer1.")) or "bn" in k.rsplit(".", 2)[-2]]
     assert "layer2.0.shortcut_bn.var" in frozen and "layer1.0.conv_b.kernel" in frozen
     assert all(np.array_equal(a[k], b[k]) for k in frozen)

@@ -126,6 +126,7 @@ class TorchStepper:
             weight_decay=cfg.weight_decay,
         )
         self.amp = autocast_mode(cfg.amp, self.cuda)
+        self.precision = "float32" if self.amp == "off" else self.amp  # what summary.json says
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.ema = None
         self.ema_model = None
