@@ -188,18 +188,24 @@ class AutocastLog:
         return self.real(device_type, dtype=dtype, enabled=enabled, **kw)
 
 
-def test_bf16_autocast_on_the_cpu_trains_and_resumes(start, tmp_path, monkeypatch):
-    """bf16 on the CPU when asked (PyTorch's CPU bf16 conv3d is ~10x slower than float32 here:
-    hence a smaller clip than the tiny spec's, and float32 by default)."""
-    data, _ = start
+def autocast_run(data, tmp_path, monkeypatch, precision: str):
+    """One step of the tiny spec on smaller clips with `--amp precision` (PyTorch's CPU bf16 and
+    fp16 conv3d are ~10x slower than float32 here: hence the small clip, and float32 by
+    default); the run folder and the log of autocast uses."""
     spec = tmp_path / "tinier.csn"
     spec.write_text(SPEC.read_text().replace("input 3x8x32x32", "input 3x4x16x16"))
     out = tmp_path / "run"
     amp = AutocastLog()
     monkeypatch.setattr(torch, "autocast", amp)
-    args = short_run(data, out, "--amp", "bf16", "--scale", "18", "22", "--batch", "2", steps=1)
+    args = short_run(data, out, "--amp", precision, "--scale", "18", "22", "--batch", "2", steps=1)
     args[1] = str(spec)
     assert main(args) == 0
+    return out, amp
+
+
+def test_bf16_autocast_on_the_cpu_trains_and_resumes(start, tmp_path, monkeypatch):
+    """bf16 on the CPU when asked."""
+    out, amp = autocast_run(start[0], tmp_path, monkeypatch, "bf16")
     assert amp.calls and set(amp.calls) == {("cpu", torch.bfloat16, True)}
     assert read_json(out / "config.json")["amp"] == "bf16"
     assert read_json(out / "summary.json")["precision"] == "bf16"
@@ -212,19 +218,11 @@ def test_bf16_autocast_on_the_cpu_trains_and_resumes(start, tmp_path, monkeypatc
 def test_fp16_autocast_on_the_cpu_scales_the_loss_and_resumes_with_the_scale(
     start, tmp_path, monkeypatch
 ):
-    """fp16 with torch.amp.GradScaler("cpu") when asked (slow there: the smaller clip again);
-    the scaler's state is checkpointed and the resumed run starts from it."""
+    """fp16 with torch.amp.GradScaler("cpu") when asked; the scaler's state is checkpointed and
+    the resumed run starts from it."""
     from csnspec.train import checkpoint
 
-    data, _ = start
-    spec = tmp_path / "tinier.csn"
-    spec.write_text(SPEC.read_text().replace("input 3x8x32x32", "input 3x4x16x16"))
-    out = tmp_path / "run"
-    amp = AutocastLog()
-    monkeypatch.setattr(torch, "autocast", amp)
-    args = short_run(data, out, "--amp", "fp16", "--scale", "18", "22", "--batch", "2", steps=1)
-    args[1] = str(spec)
-    assert main(args) == 0
+    out, amp = autocast_run(start[0], tmp_path, monkeypatch, "fp16")
     assert amp.calls and set(amp.calls) == {("cpu", torch.float16, True)}
     assert read_json(out / "summary.json")["precision"] == "fp16"
     _, meta = checkpoint.load(out / "checkpoints" / "last.safetensors")
