@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from train_support import SPEC
+from train_support import SPEC, jax_compile_cache
 
 pytest.importorskip("flax")
 
@@ -20,13 +20,27 @@ from csnspec.train import checkpoint
 from csnspec.train import flax_precision as fp
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory):
+    """Two steppers here compile the same step: the second reads the first's from disk."""
+    with jax_compile_cache(tmp_path_factory.getbasetemp() / "jax-cache-amp"):
+        yield
+
+
+def numpy_init(key, shape, dtype):
+    """Weights drawn by numpy from the key's data: no JAX kernel compiled per shape."""
+    seed = int(np.asarray(jax.random.key_data(key)).sum())
+    return jnp.asarray(np.random.default_rng(seed).normal(0, 0.3, shape), dtype)
+
+
 class Small(nnx.Module):
     """conv -> BatchNorm -> relu -> mean -> fc on (N, T, H, W, C) clips: compiles in a blink."""
 
     def __init__(self, num_classes: int, *, rngs: nnx.Rngs):
-        self.conv = nnx.Conv(3, 4, kernel_size=(1, 3, 3), use_bias=False, rngs=rngs)
+        init = {"kernel_init": numpy_init, "rngs": rngs}
+        self.conv = nnx.Conv(3, 4, kernel_size=(1, 3, 3), use_bias=False, **init)
         self.bn = nnx.BatchNorm(4, momentum=0.9, rngs=rngs)
-        self.fc = nnx.Linear(4, num_classes, rngs=rngs)
+        self.fc = nnx.Linear(4, num_classes, use_bias=False, **init)
 
     def __call__(self, x):
         return self.fc(nnx.relu(self.bn(self.conv(x))).mean(axis=(1, 2, 3)))

@@ -8,7 +8,15 @@ import json
 import numpy as np
 import pytest
 from test_train import train_and_eval
-from train_support import CLIP_ARGS, EVAL_CLIP, SPEC, read_json, short_run, synth_data
+from train_support import (
+    CLIP_ARGS,
+    EVAL_CLIP,
+    SPEC,
+    jax_compile_cache,
+    read_json,
+    short_run,
+    synth_data,
+)
 
 from csnspec.cli import main
 
@@ -19,18 +27,8 @@ pytest.importorskip("torch")
 @pytest.fixture(scope="module", autouse=True)
 def compile_cache(tmp_path_factory):
     """The runs here compile the same functions: later ones read the first's from disk."""
-    import jax
-    from jax._src import compilation_cache
-
-    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-    old = [getattr(jax.config, k) for k in keys]
-    compilation_cache.reset_cache()
-    jax.config.update(keys[0], str(tmp_path_factory.getbasetemp() / "jax-cache"))
-    jax.config.update(keys[1], 0)
-    yield
-    compilation_cache.reset_cache()
-    for k, v in zip(keys, old, strict=True):
-        jax.config.update(k, v)
+    with jax_compile_cache(tmp_path_factory.getbasetemp() / "jax-cache"):
+        yield
 
 
 def test_flax_learns_motion_from_scratch(tmp_path_factory):

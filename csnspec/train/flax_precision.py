@@ -8,7 +8,6 @@ Nothing here changes the generated modules: the cast copy is made inside the jit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -127,18 +126,3 @@ def scale_from(arrays: dict) -> ScaleState:
     if "amp.scale" not in arrays:
         return init_scale()
     return ScaleState(jnp.float32(arrays["amp.scale"]), jnp.int32(arrays.get("amp.good_steps", 0)))
-
-
-@dataclass(frozen=True)
-class Precision:
-    """What a Flax run computes in (one of PRECISIONS) and whether it scales the loss."""
-
-    name: str
-
-    @property
-    def dtype(self):
-        return compute_dtype(self.name)
-
-    @property
-    def scaled(self) -> bool:
-        return self.name == "fp16"
