@@ -46,15 +46,15 @@ class Small(nnx.Module):
         return self.fc(nnx.relu(self.bn(self.conv(x))).mean(axis=(1, 2, 3)))
 
 
-def small_stepper(amp: str):
+def small_stepper(amp: str, accum: int = 1, batch: int = 2):
     """A FlaxStepper on `Small` (the stepper needs only these parts of a run)."""
     from csnspec.lowering import lower
     from csnspec.parse import load
     from csnspec.train.config import build
     from csnspec.train.flax_loop import FlaxStepper
 
-    cfg = build({"spec": str(SPEC), "train": "-", "backend": "flax", "amp": amp, "batch": 2,
-                 "device": "cpu", "lr": 0.1})  # fmt: skip
+    cfg = build({"spec": str(SPEC), "train": "-", "backend": "flax", "amp": amp, "batch": batch,
+                 "device": "cpu", "lr": 0.1, "accum": accum})  # fmt: skip
     module = SimpleNamespace(
         build=lambda num_classes, seed: Small(num_classes, rngs=nnx.Rngs(seed))
     )
@@ -67,9 +67,9 @@ def small_stepper(amp: str):
     return stepper
 
 
-def clips(seed: int) -> tuple[np.ndarray, np.ndarray]:
+def clips(seed: int, n: int = 2) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return rng.random((2, 3, 2, 6, 6), np.float32), np.array([0, 2])
+    return rng.random((n, 3, 2, 6, 6), np.float32), rng.integers(0, 3, n)
 
 
 def state_of(stepper) -> dict[str, np.ndarray]:
@@ -102,11 +102,12 @@ def test_the_loss_scale_moves_as_torchs_grad_scaler(monkeypatch):
 
 
 def test_fp16_steps_skip_non_finite_gradients_and_resume_with_their_scale(tmp_path, monkeypatch):
+    """With two micro-batches of two clips per step: their gradients are unscaled and summed."""
     monkeypatch.setattr(fp, "GROWTH_INTERVAL", 2)
-    stepper = small_stepper("fp16")
+    stepper = small_stepper("fp16", accum=2, batch=4)
     assert stepper.precision == "fp16" and float(stepper.loss_scale.scale) == 2.0**16
     start = state_of(stepper)
-    x, y = clips(0)
+    x, y = clips(0, 4)
     bad = x.copy()
     bad[0, 0, 0, 0, 0] = np.nan  # a NaN reaches every gradient
     _, loss = stepper.step(bad, y, 0.1)
@@ -114,25 +115,31 @@ def test_fp16_steps_skip_non_finite_gradients_and_resume_with_their_scale(tmp_pa
     assert not np.isfinite(float(loss))
     assert all(np.array_equal(start[k], after[k]) for k in start)  # weights, BN stats, momentum
     assert (float(stepper.loss_scale.scale), int(stepper.loss_scale.good_steps)) == (2.0**15, 0)
-    for i in (1, 2):
-        _, loss = stepper.step(*clips(i), 0.1)
+    reference = small_stepper("off", accum=2, batch=4)  # float32, the same first weights
+    for s in (stepper, reference):
+        _, loss = s.step(*clips(1, 4), 0.1)
         assert np.isfinite(float(loss))
+    ours, theirs = state_of(stepper), state_of(reference)
+    for k in ("model.conv.kernel", "model.fc.kernel", "model.bn.scale"):  # fp16's rounding only
+        ours_moved, theirs_moved = ours[k] - start[k], theirs[k] - start[k]
+        assert np.linalg.norm(ours_moved - theirs_moved) < 0.02 * np.linalg.norm(theirs_moved)
+    stepper.step(*clips(2, 4), 0.1)
     moved = state_of(stepper)
     assert not np.array_equal(moved["model.conv.kernel"], start["model.conv.kernel"])
     assert not np.array_equal(moved["model.bn.mean"], start["model.bn.mean"])
     assert {str(v.dtype) for v in moved.values() if v.dtype.kind == "f"} == {"float32"}
     # two good steps in a row with an interval of 2: grown back
     assert (float(stepper.loss_scale.scale), int(stepper.loss_scale.good_steps)) == (2.0**16, 0)
-    _, loss = stepper.step(*clips(3), 0.1)
+    _, loss = stepper.step(*clips(3, 4), 0.1)
     assert int(stepper.loss_scale.good_steps) == 1
     path = tmp_path / "last.safetensors"
     checkpoint.save(path, *stepper.state())
-    resumed = small_stepper("fp16")
+    resumed = small_stepper("fp16", accum=2, batch=4)
     resumed.restore(*checkpoint.load(path))
     resumed.begin()
     assert (float(resumed.loss_scale.scale), int(resumed.loss_scale.good_steps)) == (2.0**16, 1)
     for s in (stepper, resumed):  # the next good step completes the interval in both
-        s.step(*clips(4), 0.1)
+        s.step(*clips(4, 4), 0.1)
         assert (float(s.loss_scale.scale), int(s.loss_scale.good_steps)) == (2.0**17, 0)
     a, b = state_of(stepper), state_of(resumed)
     assert all(np.array_equal(a[k], b[k]) for k in a)
