@@ -41,6 +41,7 @@ def test_flax_learns_motion_from_scratch(tmp_path_factory):
     assert result["videos"] == 60 and result["classes"] == 6  # held-out videos, chance 1/6
     assert result["video_top1"] >= 0.9, result
     assert summary["backend"] == "flax" and summary["steps"] == 200
+    assert summary["precision"] == "float32"  # --amp auto on the CPU
     # The Flax loop's weights, converted through the IR, score the same under PyTorch.
     again = evaluate(
         EvalConfig(
