@@ -1,7 +1,9 @@
 """Mixed precision for the Flax trainer: the model keeps float32 ("master") weights, optimiser
 state and BatchNorm statistics; each forward/backward runs on a copy whose parameters (and input
 clip) are cast to bfloat16 or float16, so the gradients come back in float32 and are applied
-there. float16 adds dynamic loss scaling with torch.amp.GradScaler's rules and defaults.
+there. float16 adds dynamic loss scaling with torch.amp.GradScaler's rules and defaults, written
+here: optax has none, and flax's `training.dynamic_scale.DynamicScale` grows a step later than
+GradScaler and would rescale after every micro-batch of an accumulated step.
 
 Nothing here changes the generated modules: the cast copy is made inside the jitted step.
 """
@@ -37,8 +39,8 @@ def compute_dtype(precision: str):
     return {"float32": None, "bf16": jnp.bfloat16, "fp16": jnp.float16}[precision]
 
 
-def cast_call(model, x, dtype, fn=None):
-    """`fn(model, x)` (default: `model(x)`) computed in `dtype` (None: as it is).
+def cast_call(model, x, dtype):
+    """`model(x)` computed in `dtype` (None: as it is).
 
     The model's parameters and `x` are cast in a copy of the model; gradients reach the float32
     parameters through the casts. BatchNorms of the copy normalise in `dtype` (flax promotes
@@ -50,15 +52,14 @@ def cast_call(model, x, dtype, fn=None):
     import jax
     from flax import nnx
 
-    fn = fn or (lambda m, v: m(v))
     if dtype is None:
-        return fn(model, x)
+        return model(x)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     low = nnx.merge(graphdef, jax.tree.map(lambda p: p.astype(dtype), params), rest)
     for _, module in nnx.iter_modules(low):
         if isinstance(module, nnx.BatchNorm):
             module.dtype = dtype
-    out = fn(low, x.astype(dtype))
+    out = low(x.astype(dtype))
     nnx.update(model, nnx.state(low, nnx.Not(nnx.Param)))
     return out
 
