@@ -8,7 +8,15 @@ import json
 import numpy as np
 import pytest
 from test_train import train_and_eval
-from train_support import CLIP_ARGS, EVAL_CLIP, SPEC, read_json, short_run, synth_data
+from train_support import (
+    CLIP_ARGS,
+    EVAL_CLIP,
+    SPEC,
+    jax_compile_cache,
+    read_json,
+    short_run,
+    synth_data,
+)
 
 from csnspec.cli import main
 
@@ -19,18 +27,8 @@ pytest.importorskip("torch")
 @pytest.fixture(scope="module", autouse=True)
 def compile_cache(tmp_path_factory):
     """The runs here compile the same functions: later ones read the first's from disk."""
-    import jax
-    from jax._src import compilation_cache
-
-    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-    old = [getattr(jax.config, k) for k in keys]
-    compilation_cache.reset_cache()
-    jax.config.update(keys[0], str(tmp_path_factory.getbasetemp() / "jax-cache"))
-    jax.config.update(keys[1], 0)
-    yield
-    compilation_cache.reset_cache()
-    for k, v in zip(keys, old, strict=True):
-        jax.config.update(k, v)
+    with jax_compile_cache(tmp_path_factory.getbasetemp() / "jax-cache"):
+        yield
 
 
 def test_flax_learns_motion_from_scratch(tmp_path_factory):
@@ -43,6 +41,7 @@ def test_flax_learns_motion_from_scratch(tmp_path_factory):
     assert result["videos"] == 60 and result["classes"] == 6  # held-out videos, chance 1/6
     assert result["video_top1"] >= 0.9, result
     assert summary["backend"] == "flax" and summary["steps"] == 200
+    assert summary["precision"] == "float32"  # --amp auto on the CPU
     # The Flax loop's weights, converted through the IR, score the same under PyTorch.
     again = evaluate(
         EvalConfig(
@@ -101,7 +100,8 @@ def test_flax_interrupted_then_resumed_gives_bitwise_the_same_state(
 
 
 def test_flax_fine_tunes_from_torch_weights_with_frozen_bn_and_stages(tmp_path_factory, tmp_path):
-    """PyTorch weights (converted through the IR) start a Flax run; frozen tensors stay put."""
+    """PyTorch weights (converted through the IR) start a Flax run; frozen tensors stay put.
+    The run computes in bf16 (`--amp bf16`): its weights stay float32."""
     from safetensors.numpy import load_file
 
     from csnspec.lowering import lower
@@ -112,11 +112,13 @@ def test_flax_fine_tunes_from_torch_weights_with_frozen_bn_and_stages(tmp_path_f
     source, out = tmp_path / "source", tmp_path / "tuned"
     assert main(short_run(data, source, "--scale", "36", "44", steps=2)) == 0
     args = ["--backend", "flax", "--init", str(source / "model.safetensors"), "--freeze-bn",
-            "--freeze-stages", "1", "--lr", "0.5", "--scale", "36", "44"]  # fmt: skip
+            "--freeze-stages", "1", "--lr", "0.5", "--scale", "36", "44", "--amp", "bf16"]  # fmt: skip
     assert main(short_run(data, out, *args, steps=2)) == 0
     a = torch_to_flax(load_file(str(source / "model.safetensors")), lower(load(SPEC)))
     b = load_file(str(out / "model.safetensors"))
-    assert a.keys() == b.keys()
+    assert a.keys() == b.keys() and {v.dtype for v in b.values()} == {np.dtype(np.float32)}
+    summary = read_json(out / "summary.json")
+    assert summary["precision"] == "bf16" and np.isfinite(summary["final_loss"])
     frozen = [k for k in a if k.startswith(("stem.", "layer1.")) or "bn" in k.rsplit(".", 2)[-2]]
     assert "layer2.0.shortcut_bn.var" in frozen and "layer1.0.conv_b.kernel" in frozen
     assert all(np.array_equal(a[k], b[k]) for k in frozen)

@@ -3,6 +3,7 @@ the small clip options matching it, and a short CLI training run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -34,3 +35,23 @@ def short_run(data: Path, out: Path, *extra: str, steps: int = 4) -> list[str]:
 
 def read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def jax_compile_cache(folder: Path):
+    """JAX's persistent compilation cache in `folder` (every compilation kept): runs that compile
+    the same functions read the first's from disk; the previous settings come back after."""
+    import jax
+    from jax._src import compilation_cache
+
+    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    old = [getattr(jax.config, k) for k in keys]
+    compilation_cache.reset_cache()
+    jax.config.update(keys[0], str(folder))
+    jax.config.update(keys[1], 0)
+    try:
+        yield
+    finally:
+        compilation_cache.reset_cache()
+        for k, v in zip(keys, old, strict=True):
+            jax.config.update(k, v)

@@ -68,8 +68,8 @@ def register(sub) -> None:
     opt.add_argument(
         "--amp",
         choices=AMP_MODES,
-        help="autocast: bf16 (CPU or CUDA), fp16 (CUDA, with a gradient scaler), off; "
-        "default auto: bf16 on CUDA, off on the CPU",
+        help="compute precision over float32 weights: bf16, fp16 (with a dynamic loss scale), "
+        "off; default auto: bf16 on a GPU, float32 on the CPU (either backend)",
     )
     opt.add_argument(
         "--no-amp", dest="amp", action="store_const", const="off", help=argparse.SUPPRESS

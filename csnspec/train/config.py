@@ -51,7 +51,7 @@ class TrainConfig:
     log_every: int = 10
     val_every: int | None = None  # steps between validations (default: once per epoch)
     device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 (CUDA, scaled) | off
+    amp: str = "auto"  # auto (bf16 on an accelerator, off on CPU) | bf16 | fp16 (scaled) | off
     progress: bool = True
     clip_grad: float | None = None  # max global gradient norm
     accum: int = 1  # micro-batches per optimiser step (the batch is split, not multiplied)
@@ -289,12 +289,6 @@ def check(cfg: TrainConfig) -> None:
         raise CsnError(f"--accum {cfg.accum} does not split --batch {cfg.batch}")
     if cfg.amp not in AMP_MODES:
         raise CsnError(f"--amp must be one of {', '.join(AMP_MODES)} (got {cfg.amp})")
-    if cfg.backend == "flax" and cfg.amp in ("bf16", "fp16"):
-        # said, not silently ignored: the flax stepper has no mixed precision yet
-        raise CsnError(
-            f"--amp {cfg.amp}: the flax trainer trains in float32 only",
-            hint="leave out --amp (auto: float32 under flax), or train with --backend torch",
-        )
     if cfg.ema is not None and not 0 < cfg.ema < 1:
         raise CsnError(f"--ema is a decay between 0 and 1 (got {cfg.ema})")
     if cfg.clip_grad is not None and cfg.clip_grad <= 0:

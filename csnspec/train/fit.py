@@ -29,7 +29,10 @@ def fit(run: Run, stepper, resume: bool = False) -> dict:
     cfg = run.cfg
     main = stepper.main
     if main:
-        print(f"csnspec: training on {stepper.device_name} ({cfg.backend})", file=sys.stderr)
+        print(
+            f"csnspec: training on {stepper.device_name} ({cfg.backend}, {stepper.precision})",
+            file=sys.stderr,
+        )
     start, seen, best = 0, dict(run.index.skipped), None
     if resume and run.checkpoint.exists():
         arrays, meta = checkpoint.load(run.checkpoint)
@@ -104,6 +107,7 @@ def fit(run: Run, stepper, resume: bool = False) -> dict:
             "run": str(run.dir),
             "backend": cfg.backend,
             "device": stepper.device_name,
+            "precision": stepper.precision,
             "world_size": stepper.world,
             "steps": run.total_steps,
             "resumed_from": start,

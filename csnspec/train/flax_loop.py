@@ -1,7 +1,8 @@
 """The Flax NNX stepper under `fit`: the same update as the PyTorch one (weight decay added to the
 gradient, momentum, the learning rate `fit` passes in, per-parameter multipliers for frozen
 parameters and the head) with optax; the batch sharded over all local devices, so BatchNorm
-statistics are those of the global batch; clips decoded by a thread pool."""
+statistics are those of the global batch; clips decoded by a thread pool; bf16 or fp16 compute
+over float32 weights on request (`flax_precision`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from ..data.loader import threaded_batches
 from ..errors import CsnError
+from . import flax_precision as fp
 from .finetune import InitNote, bn_ops, classifier_ops, frozen_ops, init_weights
 from .run import Run
 
@@ -103,6 +105,8 @@ class FlaxStepper:
         self.devices = jax_devices(cfg.device)
         n = len(self.devices)
         self.device_name = f"{self.devices[0].platform} x{n}" if n > 1 else self.devices[0].platform
+        self.precision = fp.resolve(cfg.amp, self.devices[0].platform)
+        self.loss_scale = fp.init_scale() if self.precision == "fp16" else None
         if cfg.batch % n:
             raise CsnError(f"--batch {cfg.batch} does not split over {n} devices")
         mesh = Mesh(np.array(self.devices), ("data",))
@@ -148,29 +152,44 @@ class FlaxStepper:
         self.train_mode()
         state = nnx.state((self.model, self.optimizer))
         nnx.update((self.model, self.optimizer), jax.device_put(state, self.replicated))
+        if self.loss_scale is not None:  # placed as the step returns it: one compilation
+            self.loss_scale = jax.device_put(self.loss_scale, self.replicated)
         accum = self.cfg.accum
+        dtype, scaled = fp.compute_dtype(self.precision), self.loss_scale is not None
 
-        def loss_fn(model, x, y):
-            logits = model(x)
-            return optax.softmax_cross_entropy_with_integer_labels(
+        def loss_fn(model, x, y, scale):
+            logits = fp.cast_call(model, x, dtype)
+            loss = optax.softmax_cross_entropy_with_integer_labels(
                 logits.astype(jnp.float32), y
             ).mean()
+            return (loss * scale if scaled else loss), loss  # differentiated, reported
 
         @nnx.jit
-        def step_fn(model, optimizer, x, y, lr):
+        def step_fn(model, optimizer, x, y, lr, amp):
+            grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+            scale = amp.scale if scaled else None
+            if scaled:  # what a skipped step keeps (BatchNorm statistics included)
+                before = jax.tree.map(jnp.copy, nnx.state((model, optimizer)))
             if accum == 1:
-                loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+                (_, loss), grads = grad_fn(model, x, y, scale)
             else:
                 xs = x.reshape(accum, -1, *x.shape[1:])
                 ys = y.reshape(accum, -1)
                 loss, grads = 0.0, None
                 for i in range(accum):
-                    part, g = nnx.value_and_grad(loss_fn)(model, xs[i], ys[i])
+                    (_, part), g = grad_fn(model, xs[i], ys[i], scale)
                     loss = loss + part / accum
                     g = jax.tree.map(lambda a: a / accum, g)
                     grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
+            if scaled:
+                grads = jax.tree.map(lambda g: g / scale, grads)
+                finite = fp.all_finite(grads)
             optimizer.update(model, grads, lr=lr)
-            return loss
+            if scaled:
+                after = nnx.state((model, optimizer))
+                nnx.update((model, optimizer), fp.keep_if(finite, after, before))
+                amp = fp.next_scale(amp, finite)
+            return loss, amp
 
         decay = self.cfg.ema
 
@@ -185,7 +204,7 @@ class FlaxStepper:
             nnx.update(ema_model, mixed)
 
         self.step_fn, self.ema_fn = step_fn, ema_fn
-        self.forward = nnx.jit(lambda m, x: m(x))
+        self.forward = nnx.jit(lambda m, x: fp.cast_call(m, x, dtype).astype(jnp.float32))
 
     def train_mode(self) -> None:
         """Train mode, except BatchNorms that are frozen (their statistics stay put)."""
@@ -212,7 +231,9 @@ class FlaxStepper:
             return 0, None
         x = jax.device_put(x[:usable].transpose(0, 2, 3, 4, 1), self.batch_sharding)
         y = jax.device_put(y[:usable].astype(np.int32), self.batch_sharding)
-        loss = self.step_fn(self.model, self.optimizer, x, y, jnp.float32(lr))
+        loss, self.loss_scale = self.step_fn(
+            self.model, self.optimizer, x, y, jnp.float32(lr), self.loss_scale
+        )
         if self.ema_model is not None:
             self.ema_fn(self.ema_model, self.model)
         return usable, loss
@@ -226,6 +247,8 @@ class FlaxStepper:
         arrays = {**flat_state(self.model, "model."), **flat_state(self.optimizer, "optim.")}
         if self.ema_model is not None:
             arrays.update(flat_state(self.ema_model, "ema."))
+        if self.loss_scale is not None:
+            arrays.update(fp.scale_arrays(self.loss_scale))
         return arrays, {}
 
     def restore(self, arrays: dict, meta: dict) -> None:
@@ -233,6 +256,8 @@ class FlaxStepper:
 
         restore_state(self.model, arrays, "model.")
         restore_state(self.optimizer, arrays, "optim.")
+        if self.loss_scale is not None:
+            self.loss_scale = fp.scale_from(arrays)
         if self.cfg.ema is not None and any(k.startswith("ema.") for k in arrays):
             self.ema_model = nnx.clone(self.model)
             restore_state(self.ema_model, arrays, "ema.")

@@ -1,6 +1,6 @@
 """The PyTorch stepper under `fit`: SGD with momentum and weight decay, cross-entropy, DDP under
-torchrun (with SyncBatchNorm on request), autocast on CUDA (bf16, or fp16 with a gradient
-scaler), gradient accumulation and clipping, an EMA of the weights, and frozen BN or stages."""
+torchrun (with SyncBatchNorm on request), autocast (bf16, or fp16 with a gradient scaler),
+gradient accumulation and clipping, an EMA of the weights, and frozen BN or stages."""
 
 from __future__ import annotations
 
@@ -60,23 +60,17 @@ def sync_batchnorm(model, world: int, cuda: bool):
 
 def autocast_mode(amp: str, cuda: bool) -> str:
     """The autocast dtype a run computes in: `auto` is bf16 on CUDA and off on the CPU (whose
-    bf16 kernels are slower than float32 on most CPUs); fp16 needs CUDA's gradient scaler."""
+    bf16 and fp16 kernels are slower than float32 on most CPUs; asked for, they run)."""
     if amp == "auto":
         return "bf16" if cuda else "off"
-    if amp == "fp16" and not cuda:
-        raise CsnError(
-            "--amp fp16: float16 training needs a CUDA device (its gradient scaler)",
-            hint="use --amp bf16 on the CPU, or --amp off",
-        )
     return amp
 
 
 def check_device(cfg) -> None:
-    """The device and autocast errors a run would meet, raised before its folder is written."""
+    """The device error a run would meet, raised before its folder is written."""
     from .devices import torch_device
 
-    device = torch_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
-    autocast_mode(cfg.amp, device.type == "cuda")
+    torch_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def arrays_of(model) -> dict[str, np.ndarray]:
@@ -126,7 +120,8 @@ class TorchStepper:
             weight_decay=cfg.weight_decay,
         )
         self.amp = autocast_mode(cfg.amp, self.cuda)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        self.precision = "float32" if self.amp == "off" else self.amp  # what summary.json says
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.ema = None
         self.ema_model = None
         self.net = self.model
