@@ -25,8 +25,9 @@ class FrameConv(nnx.Conv):
     """A 3D `nnx.Conv` (explicit padding) run as one 2D conv per time tap, frames as a batch.
 
     XLA:CPU has fast 2D convolutions, but runs 3D ones and their gradients through a generic
-    loop, 4-100x slower. Parameters and their paths are nnx.Conv's; a padding given as a
-    string, dilations or a dtype override run nnx.Conv's own call.
+    loop, 4-100x slower. With few input channels (a stem), the frames of the time taps go side
+    by side as channels of one 2D conv. Parameters and their paths are nnx.Conv's; a padding given as a string,
+    dilations or a dtype override run nnx.Conv's own call.
     """
 
     def __call__(self, x):
@@ -43,13 +44,22 @@ class FrameConv(nnx.Conv):
         kernel = self.kernel[...]
         x = jax.numpy.pad(x, ((0, 0), tuple(time_pad), (0, 0), (0, 0), (0, 0)))
         n, t, h, w, c = x.shape
-        frames = (t - kernel.shape[0]) // st + 1
+        kt = kernel.shape[0]
+        frames = (t - kt) // st + 1
+        # the input frames each time tap of every output frame reads
+        seen = [
+            jax.lax.slice_in_dim(x, a, a + (frames - 1) * st + 1, st, axis=1) for a in range(kt)
+        ]
+        if self.feature_group_count == 1 and c < 16:
+            # a stem's few channels: the time taps side by side as channels of one 2D conv, which
+            # XLA:CPU runs 1.4-1.7x faster forward and kernel gradient (slower at 64 channels)
+            stacked = jax.numpy.concatenate(seen, axis=-1).reshape(n * frames, h, w, kt * c)
+            taps = jax.numpy.moveaxis(kernel, 0, 2).reshape(*kernel.shape[1:3], kt * c, -1)
+            seen, kernel = [stacked], taps[None]
         out = None
-        for tap in range(kernel.shape[0]):
-            # the input frames this time tap of every output frame reads
-            seen = jax.lax.slice_in_dim(x, tap, tap + (frames - 1) * st + 1, st, axis=1)
+        for tap, frame in enumerate(seen):
             y = jax.lax.conv_general_dilated(
-                seen.reshape(n * frames, h, w, c),
+                frame.reshape(-1, h, w, frame.shape[-1]),
                 kernel[tap],
                 (sh, sw),
                 [tuple(p) for p in space_pad],
