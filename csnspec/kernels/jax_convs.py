@@ -69,3 +69,58 @@ class FrameConv(nnx.Conv):
             out = y if out is None else out + y
         out = out.reshape(n, frames, *out.shape[1:])
         return out if self.bias is None else out + self.bias[...]
+
+
+def _max_pool_forward(x, window_shape, strides, padding):
+    pads = ((0, 0), *padding, (0, 0))
+    return jax.lax.reduce_window(
+        x, -jax.numpy.inf, jax.lax.max, (1, *window_shape, 1), (1, *strides, 1), pads
+    )
+
+
+def _max_pool_fwd(x, window_shape, strides, padding):
+    y = _max_pool_forward(x, window_shape, strides, padding)
+    return y, (x, y)
+
+
+def _max_pool_bwd(window_shape, strides, padding, residuals, grad):
+    x, y = residuals
+    low = (0, *(lo for lo, _ in padding), 0)
+    padded = jax.lax.pad(
+        x,
+        jax.numpy.array(-jax.numpy.inf, x.dtype),
+        [(lo, hi, 0) for lo, hi in ((0, 0), *padding, (0, 0))],
+    )
+    zero = jax.numpy.zeros((), grad.dtype)
+    taken = jax.numpy.zeros(y.shape, bool)
+    total = None
+    kt, kh, kw = window_shape
+    for tap in [(a, b, d) for a in range(kt) for b in range(kh) for d in range(kw)]:
+        step = (1, *strides, 1)
+        start = (0, *tap, 0)
+        limit = tuple(s + (o - 1) * st + 1 for s, o, st in zip(start, y.shape, step))
+        # the first maximum of each window takes its gradient, as PyTorch's max_pool3d does
+        hit = (jax.lax.slice(padded, start, limit, step) == y) & ~taken
+        taken = taken | hit
+        # this tap's share, put back where the tap read it (lax.pad's interior padding)
+        spread = [
+            (s, p - s - (o - 1) * st - 1, st - 1)
+            for s, p, o, st in zip(start, padded.shape, y.shape, step)
+        ]
+        part = jax.lax.pad(jax.numpy.where(hit, grad, zero), zero, spread)
+        total = part if total is None else total + part
+    return (jax.lax.slice(total, low, tuple(lo + n for lo, n in zip(low, x.shape))),)
+
+
+_max_pool = jax.custom_vjp(_max_pool_forward, nondiff_argnums=(1, 2, 3))
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def max_pool(x, window_shape, strides, padding):
+    """A 3D max-pool of NDHWC `x`, padded with -inf by explicit (low, high) pairs: `nnx.max_pool`.
+
+    Its gradient is written by hand: the first maximum of each window (in the window's order)
+    takes the window's gradient, as in PyTorch. XLA:CPU's own (select-and-scatter) is 5x slower.
+    """
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    return _max_pool(x, tuple(window_shape), tuple(strides), padding)

@@ -82,9 +82,12 @@ def conv_call(s: ConvShape) -> tuple[str, list[str]]:
 
 
 def _conv_helpers(low: LoweredNetwork, m: emit.Model) -> str:
-    """The dense-conv helpers' text when a conv of the module is built with one, else ""."""
+    """The dense-conv helpers' text when a conv of the module is built with one or the module
+    max-pools (`max_pool`), else ""."""
     uses = {conv_call(s)[0] for s in emit.conv_shapes(low, m)}
-    return emit.conv_text("flax") if uses & {"PointwiseConv", "FrameConv"} else ""
+    stem_pools = any(op.kind == "maxpool" for op in low.stem.ops)
+    pools = stem_pools or any(s.pool is not None for s in m.stages)
+    return emit.conv_text("flax") if pools or uses & {"PointwiseConv", "FrameConv"} else ""
 
 
 def bn_call(s: NormShape) -> tuple[str, list[str]]:
@@ -128,9 +131,12 @@ def _op_init(op, attr: str, indent: int) -> str | None:
     return None
 
 
-def chain(steps, src: str, dst: str, indent: int) -> list[str]:
-    """Forward statements for a run of (kind, attr, op) steps: a line per conv and what follows."""
+def chain(steps, src: str, dst: str, indent: int, ret: bool = False) -> list[str]:
+    """Forward statements for a run of (kind, attr, op) steps: a line per conv and what follows.
+
+    The last statement assigns `dst`, or with `ret` returns its value (laid out as returned)."""
     lines, expr, pad = [], src, " " * indent
+    last = f"{pad}return " if ret else f"{pad}{dst} = "
     for i, (kind, attr, op) in enumerate(steps):
         if kind in ("conv3d", "maxpool", "squeeze_excite") and i > 0 and expr != dst:
             lines.append(f"{pad}{dst} = {expr}")
@@ -148,12 +154,14 @@ def chain(steps, src: str, dst: str, indent: int) -> list[str]:
                 f"strides={dims(op.stride)}",
                 f"padding={pads(op.padding)}",
             ]
-            lines.append(wrap(f"{dst} = nnx.max_pool", args, indent))
+            target = last.lstrip() if i == len(steps) - 1 else f"{dst} = "
+            lines.append(wrap(f"{target}max_pool", args, indent))
+            if i == len(steps) - 1:
+                return lines
             expr = dst
         else:
             raise CsnError(f"the Flax backend cannot place a {kind} op here")
-    if expr != dst or not lines:
-        lines.append(f"{pad}{dst} = {expr}")
+    lines.append(f"{last}{expr}")
     return lines
 
 
@@ -247,12 +255,7 @@ def _stem(low: LoweredNetwork) -> dict | None:
         if not isinstance(op, (Conv3d, BatchNorm, ReLU, MaxPool)):
             raise CsnError(f"the Flax backend cannot place a {op.kind} op in the stem")
         steps.append((op.kind, attr, op))
-    forward = chain(steps, "x", "x", 8)
-    forward[-1] = (
-        forward[-1].replace("x = ", "return ", 1)
-        if forward[-1].startswith("        x = ")
-        else forward[-1]
-    )
+    forward = chain(steps, "x", "x", 8, ret=True)
     doc = (
         "The stem: "
         + ", ".join(parts)
