@@ -1,5 +1,6 @@
 """The JAX depthwise conv3d implementations against `lax.conv_general_dilated(feature_group_count=C)`;
-the max-pool with its hand-written gradient against PyTorch's `F.max_pool3d` and `nnx.max_pool`."""
+the max-pool and the BatchNorm with hand-written gradients against PyTorch's `F.max_pool3d`,
+`nnx.max_pool` and `nnx.BatchNorm`."""
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from csnspec.kernels import inline_module, inline_source
 from csnspec.kernels import jax_depthwise as jdw
-from csnspec.kernels.jax_convs import max_pool
+from csnspec.kernels.jax_convs import BatchNorm, max_pool
 
 # (kernel, strides, padding) of every depthwise conv the IR produces, plus odd strides and paddings
 CASES = [
@@ -172,3 +173,39 @@ def test_max_pool_matches_nnx_max_pool():
     theirs = lambda x: (nnx.max_pool(x, args[0], strides=args[1], padding=args[2]) ** 2).sum()
     np.testing.assert_array_equal(max_pool(x, *args), nnx.max_pool(x, args[0], args[1], args[2]))
     np.testing.assert_allclose(jax.grad(ours)(x), jax.grad(theirs)(x), rtol=1e-6, atol=1e-6)
+
+
+def test_batch_norm_matches_nnx_in_both_modes():
+    """Training mode: output, gradients of input, scale and bias, running averages as nnx's
+    two-pass BatchNorm's; eval mode: nnx's own call. Same parameters under the same paths."""
+    args = {"momentum": 0.9, "use_fast_variance": False}
+    ours, theirs = (
+        BatchNorm(5, **args, rngs=nnx.Rngs(0)),
+        nnx.BatchNorm(5, **args, rngs=nnx.Rngs(0)),
+    )
+    rng = np.random.default_rng(4)
+    scale = jnp.asarray(rng.uniform(0.5, 2, 5), jnp.float32)
+    bias = jnp.asarray(rng.uniform(-1, 1, 5), jnp.float32)
+    for bn in (ours, theirs):  # a scale and bias that are not 1 and 0, the same in both
+        bn.scale[...], bn.bias[...] = scale, bias
+    x = jnp.asarray(3 + 2 * np.random.default_rng(5).standard_normal((2, 3, 4, 4, 5)), jnp.float32)
+    weights = jnp.linspace(-1, 1, x.size).reshape(x.shape)
+
+    def loss(bn, x):
+        y = bn(x)
+        return (jnp.maximum(y, 0) * weights).sum(), y
+
+    step = jax.jit(nnx.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+    (_, y), (g_bn, g_x) = step(ours, x)
+    (_, ref), (r_bn, r_x) = step(theirs, x)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g_x, r_x, rtol=1e-4, atol=1e-5)
+    for name in ("scale", "bias"):
+        got, want = getattr(g_bn, name)[...], getattr(r_bn, name)[...]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    for name in ("mean", "var"):  # the running averages moved alike
+        np.testing.assert_allclose(getattr(ours, name)[...], getattr(theirs, name)[...], rtol=1e-6)
+    ours.eval()
+    theirs.eval()
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6, atol=1e-6)
+    assert jax.tree.map(np.shape, nnx.state(ours)) == jax.tree.map(np.shape, nnx.state(theirs))

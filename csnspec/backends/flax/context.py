@@ -18,6 +18,7 @@ from ...ops import (
     LoweredNetwork,
     MaxPool,
     ReLU,
+    leaf_ops,
 )
 from .. import common, emit
 from ..common import check_identifier, dims, num, shape_text, wrap
@@ -84,12 +85,13 @@ def conv_call(s: ConvShape) -> tuple[str, list[str]]:
 
 
 def _conv_helpers(low: LoweredNetwork, m: emit.Model) -> str:
-    """The dense-conv helpers' text when a conv of the module is built with one or the module
-    max-pools (`max_pool`), else ""."""
+    """The dense-conv helpers' text when a conv of the module is built with one, or the module
+    has a BatchNorm or a max-pool (`BatchNorm`, `max_pool`), else ""."""
     uses = {conv_call(s)[0] for s in emit.conv_shapes(low, m)}
-    stem_pools = any(op.kind == "maxpool" for op in low.stem.ops)
-    pools = stem_pools or any(s.pool is not None for s in m.stages)
-    return emit.conv_text("flax") if pools or uses & {"PointwiseConv", "FrameConv"} else ""
+    blocks = [op for block in low.blocks() for op in leaf_ops(block.ops)]
+    kinds = {op.kind for op in (*low.stem.ops, *blocks, *low.head.ops)}
+    helpers = kinds & {"batchnorm", "maxpool"} or uses & {"PointwiseConv", "FrameConv"}
+    return emit.conv_text("flax") if helpers else ""
 
 
 def bn_call(s: NormShape) -> tuple[str, list[str]]:
@@ -100,7 +102,7 @@ def bn_call(s: NormShape) -> tuple[str, list[str]]:
     if num(s.eps) != num(BN_EPS):
         args.append(f"epsilon={num(s.eps)}")
     args += [f"momentum={num(1.0 - s.momentum)}", "use_fast_variance=False", "rngs=rngs"]
-    return "nnx.BatchNorm", args
+    return "BatchNorm", args  # nnx.BatchNorm with a faster gradient (jax_convs.py)
 
 
 def _assign(attr: str, call: tuple[str, list[str]], indent: int) -> str:
