@@ -5,12 +5,13 @@
 Times, on the CPU in one process, three passes of both models: the eval forward, a train-mode
 forward + backward (gradients of the summed logits wrt every parameter), and the training step
 `csnspec train` takes (cross-entropy, backward, SGD with momentum 0.9 and weight decay 1e-4 on
-every parameter: `torch.optim.SGD` against the optax chain of the Flax trainer, inside one
-`nnx.jit`). Each figure is the fastest of `--repeats` calls after a warm-up, the passes taking
-turns; the time is the process's CPU time, one thread each by default (torch.set_num_threads;
-XLA_FLAGS --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=N unless set). The
-table gives Flax ÷ PyTorch time, the training step's throughput (clips/s) of both and Flax ÷
-PyTorch throughput, and the jit compile time (first call minus the fastest).
+every parameter: `torch.optim.SGD` against the Flax trainer's optax chain in one `nnx.jit`,
+bound to the model and optimiser by `nnx.cached_partial` as the trainer binds it). Each figure
+is the fastest of `--repeats` calls after a warm-up, the passes taking turns; the time is the
+process's CPU time, one thread each by default (torch.set_num_threads; XLA_FLAGS
+--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=N unless set). The table gives
+Flax ÷ PyTorch time, the training step's throughput (clips/s) of both and Flax ÷ PyTorch
+throughput, and the jit compile time (first call minus the fastest).
 """
 
 from __future__ import annotations
@@ -78,10 +79,12 @@ def flax_passes(fm, xf, yf) -> dict:
         optimizer.update(model, grads)
         return loss
 
+    step = nnx.cached_partial(step, fm, optimizer)  # as the trainer binds its step
+
     return {
         "forward (eval)": lambda: jax.block_until_ready(forward(evaluating, xf)),
         "forward+backward (train)": lambda: jax.block_until_ready(grad(fm, xf)),
-        "training step": lambda: jax.block_until_ready(step(fm, optimizer, xf, yf)),
+        "training step": lambda: jax.block_until_ready(step(xf, yf)),
     }
 
 

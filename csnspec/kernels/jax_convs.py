@@ -4,28 +4,6 @@ from flax import nnx
 # csnspec: inline-begin
 
 
-def _matmul(x, kernel):
-    return x @ kernel
-
-
-def _matmul_fwd(x, kernel):
-    return x @ kernel, (x, kernel)
-
-
-def _matmul_bwd(residuals, grad):
-    x, kernel = residuals
-    rows, grads = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
-    # x transposed in memory first (the barrier keeps XLA from folding the transpose into the
-    # dot): XLA:CPU's matmul contracting the rows of both operands runs up to 1.5x slower
-    grad_kernel = jax.lax.optimization_barrier(rows.T) @ grads
-    return grad @ kernel.T, grad_kernel.astype(kernel.dtype)
-
-
-# x @ kernel over the last axis of x, with a faster kernel gradient
-_channel_matmul = jax.custom_vjp(_matmul)
-_channel_matmul.defvjp(_matmul_fwd, _matmul_bwd)
-
-
 class PointwiseConv(nnx.Conv):
     """A 1x1x1 `nnx.Conv` (unpadded): subsamples its input, then multiplies by the kernel.
 
@@ -45,7 +23,7 @@ class PointwiseConv(nnx.Conv):
         if self.feature_group_count != 1 or self.dtype is not None:
             return super().__call__(x)
         kernel = self.kernel[...]
-        out = _channel_matmul(x, kernel.reshape(kernel.shape[-2:]))
+        out = x @ kernel.reshape(kernel.shape[-2:])
         return out if self.bias is None else out + self.bias[...]
 
 
