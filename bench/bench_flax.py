@@ -1,35 +1,91 @@
 """Generated Flax model under jax.jit vs the generated PyTorch model, same spec, same weights.
 
-    python bench/bench_flax.py [SPEC] [--input 3x8x112x112] [--batch 2] [--repeat 3]
+    python bench/bench_flax.py [SPEC] [--input 3x8x112x112] [--batch 2] [--repeats 3] [--threads 1]
 
-Times the eval forward and a train-mode forward + backward (gradients of the summed logits
-wrt every parameter) of both models on the CPU, in one process, and prints a table with the
-Flax/PyTorch ratio and the jit compile time (first call minus a steady call).
+Times, on the CPU in one process, three passes of both models: the eval forward, a train-mode
+forward + backward (gradients of the summed logits wrt every parameter), and the training step
+`csnspec train` takes (cross-entropy, backward, SGD with momentum 0.9 and weight decay 1e-4 on
+every parameter: `torch.optim.SGD` against the Flax trainer's optax chain in one `nnx.jit`,
+bound to the model and optimiser by `nnx.cached_partial` as the trainer binds it). Each figure
+is the fastest of `--repeats` calls after a warm-up, the passes taking turns; the time is the
+process's CPU time, one thread each by default (torch.set_num_threads; XLA_FLAGS
+--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=N unless set). The table gives
+Flax ÷ PyTorch time, the training step's throughput (clips/s) of both and Flax ÷ PyTorch
+throughput, and the jit compile time (first call minus the fastest).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench_depthwise import race  # bench/ is the script's folder, on sys.path
+
+LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
 
 
-def timed(fn, repeat: int) -> tuple[float, float]:
-    """(first call, median of `repeat` further calls), in seconds; fn blocks until done."""
-    t = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t
-    runs = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - t)
-    return first, statistics.median(runs)
+def torch_passes(tm, xt, yt) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    opt = torch.optim.SGD(tm.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+
+    def forward():
+        tm.eval()
+        with torch.no_grad():
+            tm(xt)
+
+    def grad():
+        tm.train()
+        tm.zero_grad(set_to_none=True)
+        tm(xt).sum().backward()
+
+    def step():
+        tm.train()
+        loss = F.cross_entropy(tm(xt), yt)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return {"forward (eval)": forward, "forward+backward (train)": grad, "training step": step}
+
+
+def flax_passes(fm, xf, yf) -> dict:
+    import jax
+    import optax
+    from flax import nnx
+
+    evaluating = nnx.clone(fm)
+    evaluating.eval()
+    fm.train()
+    chain = optax.chain(
+        optax.add_decayed_weights(WEIGHT_DECAY), optax.trace(decay=MOMENTUM), optax.scale(-LR)
+    )  # the Flax trainer's update (csnspec/train/flax_loop.py), at a fixed learning rate
+    optimizer = nnx.Optimizer(fm, chain, wrt=nnx.Param)
+    forward = nnx.jit(lambda m, x: m(x))
+    grad = nnx.jit(nnx.grad(lambda m, x: m(x).sum()))
+
+    def loss_fn(model, x, y):
+        return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+    @nnx.jit
+    def step(model, optimizer, x, y):
+        loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+        optimizer.update(model, grads)
+        return loss
+
+    step = nnx.cached_partial(step, fm, optimizer)  # as the trainer binds its step
+
+    return {
+        "forward (eval)": lambda: jax.block_until_ready(forward(evaluating, xf)),
+        "forward+backward (train)": lambda: jax.block_until_ready(grad(fm, xf)),
+        "training step": lambda: jax.block_until_ready(step(xf, yf)),
+    }
 
 
 def main(argv=None) -> int:
@@ -37,19 +93,25 @@ def main(argv=None) -> int:
     p.add_argument("spec", nargs="?", default=str(ROOT / "specs" / "ircsn50.csn"))
     p.add_argument("--input", default="3x8x112x112", metavar="CxTxHxW")
     p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeats", "--repeat", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    os.environ.setdefault(
+        "XLA_FLAGS",
+        f"--xla_cpu_multi_thread_eigen={'false' if args.threads == 1 else 'true'} "
+        f"intra_op_parallelism_threads={args.threads}",
+    )
 
     import jax
     import numpy as np
     import torch
-    from flax import nnx
 
     import csnspec
     from csnspec.backends import load_module
     from csnspec.commands.verify import parse_dims
     from csnspec.weights.convert import flax_model, torch_to_flax
 
+    torch.set_num_threads(args.threads)
     net = csnspec.load(args.spec).with_input(parse_dims(args.input))
     low = csnspec.lower(net)
     tmod = load_module(low, "torch")
@@ -60,56 +122,49 @@ def main(argv=None) -> int:
     fm = flax_model(fmod.build, torch_to_flax(sd, low))
 
     x = np.random.default_rng(0).standard_normal((args.batch, *low.input_shape)).astype(np.float32)
-    xt, xf = torch.from_numpy(x), jax.numpy.asarray(fmod.from_torch_layout(x))
+    y = np.arange(args.batch) % low.output_shape[0]
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xf = jax.numpy.asarray(fmod.from_torch_layout(x))
+    yf = jax.numpy.asarray(y.astype(np.int32))
 
-    def torch_forward():
-        with torch.no_grad():
-            tm(xt)
+    def clock(fn):
+        start = time.process_time()
+        fn()
+        return time.process_time() - start
 
-    def torch_step():
-        tm.zero_grad(set_to_none=True)
-        tm(xt).sum().backward()
-
-    forward = nnx.jit(lambda m, x: m(x))
-    step = nnx.jit(nnx.grad(lambda m, x: m(x).sum()))
-
-    tm.eval()
-    fm.eval()
-    t_fwd = timed(torch_forward, args.repeat)
-    f_fwd = timed(lambda: jax.block_until_ready(forward(fm, xf)), args.repeat)
-    tm.train()
-    fm.train()
-    t_step = timed(torch_step, args.repeat)
-    f_step = timed(lambda: jax.block_until_ready(step(fm, xf)), args.repeat)
+    variants = {("torch", k): fn for k, fn in torch_passes(tm, xt, yt).items()}
+    flax = flax_passes(fm, xf, yf)
+    first = {k: clock(fn) for k, fn in flax.items()}  # compiles
+    variants.update({("flax", k): fn for k, fn in flax.items()})
+    best = race(variants, args.repeats, clock)
 
     dims = "x".join(map(str, low.input_shape))
     print(
-        f"{low.name}, batch {args.batch} x {dims}, float32 on the CPU ({os.cpu_count()} cores, "
-        f"torch {torch.__version__} with {torch.get_num_threads()} threads, jax {jax.__version__})"
+        f"{low.name}, batch {args.batch} x {dims}, float32 on the CPU, {args.threads} thread(s) "
+        f"(torch {torch.__version__}, jax {jax.__version__}), fastest of {args.repeats}, CPU time"
     )
-    head = ("pass", "torch (ms)", "flax jit (ms)", "flax / torch", "jit compile (s)")
+    head = ("pass", "torch ms", "flax ms", "flax / torch time", "torch clips/s", "flax clips/s",
+            "flax / torch throughput", "jit compile s")  # fmt: skip
     rows = [head]
-    for name, t, f in (
-        ("forward (eval)", t_fwd, f_fwd),
-        ("forward+backward (train)", t_step, f_step),
-    ):
+    for name in flax:
+        t, f = best[("torch", name)], best[("flax", name)]
+        clips = name == "training step"
         rows.append(
             (
                 name,
-                f"{t[1] * 1e3:.1f}",
-                f"{f[1] * 1e3:.1f}",
-                f"{f[1] / t[1]:.2f}",
-                f"{max(0.0, f[0] - f[1]):.1f}",
+                f"{t * 1e3:.1f}",
+                f"{f * 1e3:.1f}",
+                f"{f / t:.2f}",
+                f"{args.batch / t:.2f}" if clips else "",
+                f"{args.batch / f:.2f}" if clips else "",
+                f"{t / f:.2f}" if clips else "",
+                f"{max(0.0, first[name] - f):.1f}",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     for r in rows:
-        print(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
-            )
-        )
-    print(f"median of {args.repeat} runs after a first (compiling) call")
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        print("  ".join(cells).rstrip())
     return 0
 
 

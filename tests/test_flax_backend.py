@@ -76,7 +76,7 @@ def test_batchnorm_momentum_is_translated_and_always_passed(torch_m, flax_m):
     )
     text = render(csnspec.lower(net), "flax")
     n_bn = sum(1 for op in csnspec.lower(net).ops() if op.kind == "batchnorm")
-    calls = re.findall(r"nnx\.BatchNorm\((.*?)\)", text, re.DOTALL)
+    calls = re.findall(r"= BatchNorm\((.*?)\)", text, re.DOTALL)  # nnx.BatchNorm subclass
     assert calls and all(f"momentum={flax_m}," in c and "epsilon=0.001," in c for c in calls)
     assert len(calls) <= n_bn  # classes share constructors; every one passes momentum
 

@@ -1,4 +1,6 @@
-"""The JAX depthwise conv3d implementations against `lax.conv_general_dilated(feature_group_count=C)`."""
+"""The JAX depthwise conv3d implementations against `lax.conv_general_dilated(feature_group_count=C)`;
+the max-pool and the BatchNorm with hand-written gradients against PyTorch's `F.max_pool3d`,
+`nnx.max_pool` and `nnx.BatchNorm`."""
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 from csnspec.kernels import inline_module, inline_source
 from csnspec.kernels import jax_depthwise as jdw
+from csnspec.kernels.jax_convs import BatchNorm, max_pool
 
 # (kernel, strides, padding) of every depthwise conv the IR produces, plus odd strides and paddings
 CASES = [
@@ -126,3 +129,83 @@ def test_inline_text_is_standalone():
     assert "csnspec" not in text.replace("# csnspec:", "")
     module = inline_module("jax_depthwise", module_name="kernels_jax_only")
     assert module.JAX_DEPTHWISE_IMPLS == ("auto", "native", "shift")
+
+
+# (window, strides, padding): the stems' 1x3x3 pool, a 3x3x3 one with stride 2, odd and uneven ones
+POOL_CASES = [
+    ((1, 3, 3), (1, 2, 2), ((0, 0), (1, 1), (1, 1))),
+    ((3, 3, 3), (2, 2, 2), ((1, 1),) * 3),
+    ((2, 2, 2), (2, 2, 2), ((0, 0),) * 3),
+    ((1, 3, 3), (1, 1, 1), ((0, 0), (1, 1), (1, 1))),
+    ((3, 2, 3), (1, 3, 2), ((0, 1), (1, 0), (1, 1))),
+]
+
+
+@pytest.mark.parametrize("window,strides,padding", POOL_CASES)
+def test_max_pool_matches_torch_with_ties(window, strides, padding):
+    """Values and input gradient as PyTorch's, whose first maximum of a window takes its gradient:
+    half the inputs are exact zeros (a ReLU's output), so windows of ties are common."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(1)
+    x = np.maximum(rng.standard_normal((2, 3, 5, 7, 6)), 0).astype(np.float32)  # N, C, T, H, W
+    cl = x.transpose(0, 2, 3, 4, 1)
+    y, vjp = jax.vjp(jax.jit(lambda x: max_pool(x, window, strides, padding)), jnp.asarray(cl))
+    cotangent = rng.standard_normal(y.shape).astype(np.float32)
+    (gx,) = vjp(jnp.asarray(cotangent))
+
+    xt = torch.from_numpy(x).requires_grad_()
+    # torch pads evenly: pad unevenly with -inf first, as the IR's uneven paddings mean
+    pads = [p for pair in reversed(padding) for p in pair]
+    yt = F.max_pool3d(F.pad(xt, pads, value=-float("inf")), window, strides)
+    yt.backward(torch.from_numpy(cotangent.transpose(0, 4, 1, 2, 3)))
+    np.testing.assert_array_equal(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 4, 1))
+    np.testing.assert_allclose(
+        np.asarray(gx), xt.grad.numpy().transpose(0, 2, 3, 4, 1), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_max_pool_matches_nnx_max_pool():
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((1, 4, 9, 9, 5)), jnp.float32)
+    args = ((1, 3, 3), (1, 2, 2), ((0, 0), (1, 1), (1, 1)))
+    ours = lambda x: (max_pool(x, *args) ** 2).sum()
+    theirs = lambda x: (nnx.max_pool(x, args[0], strides=args[1], padding=args[2]) ** 2).sum()
+    np.testing.assert_array_equal(max_pool(x, *args), nnx.max_pool(x, args[0], args[1], args[2]))
+    np.testing.assert_allclose(jax.grad(ours)(x), jax.grad(theirs)(x), rtol=1e-6, atol=1e-6)
+
+
+def test_batch_norm_matches_nnx_in_both_modes():
+    """Training mode: output, gradients of input, scale and bias, running averages as nnx's
+    two-pass BatchNorm's; eval mode: nnx's own call. Same parameters under the same paths."""
+    args = {"momentum": 0.9, "use_fast_variance": False}
+    ours, theirs = (
+        BatchNorm(5, **args, rngs=nnx.Rngs(0)),
+        nnx.BatchNorm(5, **args, rngs=nnx.Rngs(0)),
+    )
+    rng = np.random.default_rng(4)
+    scale = jnp.asarray(rng.uniform(0.5, 2, 5), jnp.float32)
+    bias = jnp.asarray(rng.uniform(-1, 1, 5), jnp.float32)
+    for bn in (ours, theirs):  # a scale and bias that are not 1 and 0, the same in both
+        bn.scale[...], bn.bias[...] = scale, bias
+    x = jnp.asarray(3 + 2 * np.random.default_rng(5).standard_normal((2, 3, 4, 4, 5)), jnp.float32)
+    weights = jnp.linspace(-1, 1, x.size).reshape(x.shape)
+
+    def loss(bn, x):
+        y = bn(x)
+        return (jnp.maximum(y, 0) * weights).sum(), y
+
+    step = jax.jit(nnx.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+    (_, y), (g_bn, g_x) = step(ours, x)
+    (_, ref), (r_bn, r_x) = step(theirs, x)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g_x, r_x, rtol=1e-4, atol=1e-5)
+    for name in ("scale", "bias"):
+        got, want = getattr(g_bn, name)[...], getattr(r_bn, name)[...]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    for name in ("mean", "var"):  # the running averages moved alike
+        np.testing.assert_allclose(getattr(ours, name)[...], getattr(theirs, name)[...], rtol=1e-6)
+    ours.eval()
+    theirs.eval()
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6, atol=1e-6)
+    assert jax.tree.map(np.shape, nnx.state(ours)) == jax.tree.map(np.shape, nnx.state(theirs))

@@ -18,6 +18,7 @@ from ...ops import (
     LoweredNetwork,
     MaxPool,
     ReLU,
+    leaf_ops,
 )
 from .. import common, emit
 from ..common import check_identifier, dims, num, shape_text, wrap
@@ -62,8 +63,10 @@ def conv_call(s: ConvShape) -> tuple[str, list[str]]:
         if s.padding != (0, 0, 0):
             args.append(f"padding={dims(s.padding)}")
         return "DepthwiseConv", [*args, "kernel_init=conv_init", "rngs=rngs"]
-    if s.subsamples:
-        args = [s.in_channels.text, s.out_channels.text, f"strides={stride}"]
+    if s.kernel == (1, 1, 1) and s.padding == (0, 0, 0) and s.groups.text == "1":
+        # a matmul: XLA:CPU's gradients of the 1x1x1 conv are 2-10x slower (jax_convs.py)
+        args = [s.in_channels.text, s.out_channels.text]
+        args += [f"strides={stride}"] if stride != "(1, 1, 1)" else []
         args += [] if s.bias else ["use_bias=False"]
         return "PointwiseConv", [*args, "kernel_init=conv_init", "rngs=rngs"]
     args = [s.in_channels.text, s.out_channels.text, f"kernel_size={dims(s.kernel)}"]
@@ -82,9 +85,13 @@ def conv_call(s: ConvShape) -> tuple[str, list[str]]:
 
 
 def _conv_helpers(low: LoweredNetwork, m: emit.Model) -> str:
-    """The dense-conv helpers' text when a conv of the module is built with one, else ""."""
+    """The dense-conv helpers' text when a conv of the module is built with one, or the module
+    has a BatchNorm or a max-pool (`BatchNorm`, `max_pool`), else ""."""
     uses = {conv_call(s)[0] for s in emit.conv_shapes(low, m)}
-    return emit.conv_text("flax") if uses & {"PointwiseConv", "FrameConv"} else ""
+    blocks = [op for block in low.blocks() for op in leaf_ops(block.ops)]
+    kinds = {op.kind for op in (*low.stem.ops, *blocks, *low.head.ops)}
+    helpers = kinds & {"batchnorm", "maxpool"} or uses & {"PointwiseConv", "FrameConv"}
+    return emit.conv_text("flax") if helpers else ""
 
 
 def bn_call(s: NormShape) -> tuple[str, list[str]]:
@@ -95,7 +102,7 @@ def bn_call(s: NormShape) -> tuple[str, list[str]]:
     if num(s.eps) != num(BN_EPS):
         args.append(f"epsilon={num(s.eps)}")
     args += [f"momentum={num(1.0 - s.momentum)}", "use_fast_variance=False", "rngs=rngs"]
-    return "nnx.BatchNorm", args
+    return "BatchNorm", args  # nnx.BatchNorm with a faster gradient (jax_convs.py)
 
 
 def _assign(attr: str, call: tuple[str, list[str]], indent: int) -> str:
@@ -128,9 +135,12 @@ def _op_init(op, attr: str, indent: int) -> str | None:
     return None
 
 
-def chain(steps, src: str, dst: str, indent: int) -> list[str]:
-    """Forward statements for a run of (kind, attr, op) steps: a line per conv and what follows."""
+def chain(steps, src: str, dst: str, indent: int, ret: bool = False) -> list[str]:
+    """Forward statements for a run of (kind, attr, op) steps: a line per conv and what follows.
+
+    The last statement assigns `dst`, or with `ret` returns its value (laid out as returned)."""
     lines, expr, pad = [], src, " " * indent
+    last = f"{pad}return " if ret else f"{pad}{dst} = "
     for i, (kind, attr, op) in enumerate(steps):
         if kind in ("conv3d", "maxpool", "squeeze_excite") and i > 0 and expr != dst:
             lines.append(f"{pad}{dst} = {expr}")
@@ -148,12 +158,14 @@ def chain(steps, src: str, dst: str, indent: int) -> list[str]:
                 f"strides={dims(op.stride)}",
                 f"padding={pads(op.padding)}",
             ]
-            lines.append(wrap(f"{dst} = nnx.max_pool", args, indent))
+            target = last.lstrip() if i == len(steps) - 1 else f"{dst} = "
+            lines.append(wrap(f"{target}max_pool", args, indent))
+            if i == len(steps) - 1:
+                return lines
             expr = dst
         else:
             raise CsnError(f"the Flax backend cannot place a {kind} op here")
-    if expr != dst or not lines:
-        lines.append(f"{pad}{dst} = {expr}")
+    lines.append(f"{last}{expr}")
     return lines
 
 
@@ -247,12 +259,7 @@ def _stem(low: LoweredNetwork) -> dict | None:
         if not isinstance(op, (Conv3d, BatchNorm, ReLU, MaxPool)):
             raise CsnError(f"the Flax backend cannot place a {op.kind} op in the stem")
         steps.append((op.kind, attr, op))
-    forward = chain(steps, "x", "x", 8)
-    forward[-1] = (
-        forward[-1].replace("x = ", "return ", 1)
-        if forward[-1].startswith("        x = ")
-        else forward[-1]
-    )
+    forward = chain(steps, "x", "x", 8, ret=True)
     doc = (
         "The stem: "
         + ", ".join(parts)
