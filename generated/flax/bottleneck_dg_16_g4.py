@@ -300,45 +300,74 @@ class FrameConv(nnx.Conv):
         return out if self.bias is None else out + self.bias[...]
 
 
-def _max_pool_forward(x, window_shape, strides, padding):
-    pads = ((0, 0), *padding, (0, 0))
-    return jax.lax.reduce_window(
-        x, -jax.numpy.inf, jax.lax.max, (1, *window_shape, 1), (1, *strides, 1), pads
-    )
-
-
-def _max_pool_fwd(x, window_shape, strides, padding):
-    y = _max_pool_forward(x, window_shape, strides, padding)
-    return y, (x, y)
-
-
-def _max_pool_bwd(window_shape, strides, padding, residuals, grad):
-    x, y = residuals
-    low = (0, *(lo for lo, _ in padding), 0)
+def _pool_taps(x, window_shape, strides, padding, out_shape):
+    """Per tap of the window: its number, offsets, and the (-inf padded) values it reads."""
     padded = jax.lax.pad(
         x,
         jax.numpy.array(-jax.numpy.inf, x.dtype),
         [(lo, hi, 0) for lo, hi in ((0, 0), *padding, (0, 0))],
     )
-    zero = jax.numpy.zeros((), grad.dtype)
-    taken = jax.numpy.zeros(y.shape, bool)
-    total = None
+    step = (1, *strides, 1)
     kt, kh, kw = window_shape
-    for tap in [(a, b, d) for a in range(kt) for b in range(kh) for d in range(kw)]:
-        step = (1, *strides, 1)
+    for n, tap in enumerate((a, b, d) for a in range(kt) for b in range(kh) for d in range(kw)):
         start = (0, *tap, 0)
-        limit = tuple(s + (o - 1) * st + 1 for s, o, st in zip(start, y.shape, step))
-        # the first maximum of each window takes its gradient, as PyTorch's max_pool3d does
-        hit = (jax.lax.slice(padded, start, limit, step) == y) & ~taken
-        taken = taken | hit
+        limit = tuple(s + (o - 1) * st + 1 for s, o, st in zip(start, out_shape, step))
+        yield n, start, jax.lax.slice(padded, start, limit, step)
+
+
+def _pooled_shape(x, window_shape, strides, padding):
+    return jax.eval_shape(
+        lambda x: jax.lax.reduce_window(
+            x,
+            -jax.numpy.inf,
+            jax.lax.max,
+            (1, *window_shape, 1),
+            (1, *strides, 1),
+            ((0, 0), *padding, (0, 0)),
+        ),
+        x,
+    ).shape
+
+
+def _max_pool_fwd(x, window_shape, strides, padding):
+    """The max over the window's taps, and the tap of each window's first maximum.
+
+    Both come from one running comparison of the same values: XLA may compute x in more than
+    one fusion, with different last bits, so a maximum compared afterwards with x can miss.
+    """
+    out_shape = _pooled_shape(x, window_shape, strides, padding)
+    best = first = None
+    for n, _, values in _pool_taps(x, window_shape, strides, padding, out_shape):
+        if best is None:
+            best, first = values, jax.numpy.zeros(out_shape, jax.numpy.int32)
+            continue
+        better = values > best  # strictly: the first maximum keeps a tie, as in PyTorch
+        best = jax.numpy.where(better, values, best)
+        first = jax.numpy.where(better, n, first)
+    return best, (first, x.shape)
+
+
+def _max_pool_forward(x, window_shape, strides, padding):
+    return _max_pool_fwd(x, window_shape, strides, padding)[0]
+
+
+def _max_pool_bwd(window_shape, strides, padding, residuals, grad):
+    first, shape = residuals
+    padded_shape = tuple(n + lo + hi for n, (lo, hi) in zip(shape, ((0, 0), *padding, (0, 0))))
+    zero = jax.numpy.zeros((), grad.dtype)
+    total = jax.numpy.zeros(padded_shape, grad.dtype)
+    step = (1, *strides, 1)
+    kt, kh, kw = window_shape
+    for n, tap in enumerate((a, b, d) for a in range(kt) for b in range(kh) for d in range(kw)):
+        start = (0, *tap, 0)
         # this tap's share, put back where the tap read it (lax.pad's interior padding)
         spread = [
             (s, p - s - (o - 1) * st - 1, st - 1)
-            for s, p, o, st in zip(start, padded.shape, y.shape, step)
+            for s, p, o, st in zip(start, padded_shape, first.shape, step)
         ]
-        part = jax.lax.pad(jax.numpy.where(hit, grad, zero), zero, spread)
-        total = part if total is None else total + part
-    return (jax.lax.slice(total, low, tuple(lo + n for lo, n in zip(low, x.shape))),)
+        total = total + jax.lax.pad(jax.numpy.where(first == n, grad, zero), zero, spread)
+    low = (0, *(lo for lo, _ in padding), 0)
+    return (jax.lax.slice(total, low, tuple(lo + n for lo, n in zip(low, shape))),)
 
 
 _max_pool = jax.custom_vjp(_max_pool_forward, nondiff_argnums=(1, 2, 3))
