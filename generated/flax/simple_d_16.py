@@ -300,33 +300,19 @@ class FrameConv(nnx.Conv):
         return out if self.bias is None else out + self.bias[...]
 
 
-def _pool_taps(x, window_shape, strides, padding, out_shape):
-    """Per tap of the window: its number, offsets, and the (-inf padded) values it reads."""
-    padded = jax.lax.pad(
-        x,
-        jax.numpy.array(-jax.numpy.inf, x.dtype),
-        [(lo, hi, 0) for lo, hi in ((0, 0), *padding, (0, 0))],
-    )
-    step = (1, *strides, 1)
+def _window_taps(window_shape):
+    """The offsets of a window's taps, in PyTorch's scan order (time, then height, then width)."""
     kt, kh, kw = window_shape
-    for n, tap in enumerate((a, b, d) for a in range(kt) for b in range(kh) for d in range(kw)):
-        start = (0, *tap, 0)
-        limit = tuple(s + (o - 1) * st + 1 for s, o, st in zip(start, out_shape, step))
-        yield n, start, jax.lax.slice(padded, start, limit, step)
+    return [(a, b, d) for a in range(kt) for b in range(kh) for d in range(kw)]
 
 
-def _pooled_shape(x, window_shape, strides, padding):
-    return jax.eval_shape(
-        lambda x: jax.lax.reduce_window(
-            x,
-            -jax.numpy.inf,
-            jax.lax.max,
-            (1, *window_shape, 1),
-            (1, *strides, 1),
-            ((0, 0), *padding, (0, 0)),
-        ),
-        x,
-    ).shape
+def _pooled_shape(shape, window_shape, strides, padding):
+    """The (N, T, H, W, C) shape a pool of an input of `shape` gives."""
+    spatial = [
+        (n + lo + hi - k) // st + 1
+        for n, k, st, (lo, hi) in zip(shape[1:4], window_shape, strides, padding)
+    ]
+    return (shape[0], *spatial, shape[4])
 
 
 def _max_pool_fwd(x, window_shape, strides, padding):
@@ -335,9 +321,18 @@ def _max_pool_fwd(x, window_shape, strides, padding):
     Both come from one running comparison of the same values: XLA may compute x in more than
     one fusion, with different last bits, so a maximum compared afterwards with x can miss.
     """
-    out_shape = _pooled_shape(x, window_shape, strides, padding)
+    out_shape = _pooled_shape(x.shape, window_shape, strides, padding)
+    padded = jax.lax.pad(
+        x,
+        jax.numpy.array(-jax.numpy.inf, x.dtype),
+        [(lo, hi, 0) for lo, hi in ((0, 0), *padding, (0, 0))],
+    )
+    step = (1, *strides, 1)
     best = first = None
-    for n, _, values in _pool_taps(x, window_shape, strides, padding, out_shape):
+    for n, tap in enumerate(_window_taps(window_shape)):
+        start = (0, *tap, 0)
+        limit = tuple(s + (o - 1) * st + 1 for s, o, st in zip(start, out_shape, step))
+        values = jax.lax.slice(padded, start, limit, step)
         if best is None:
             best, first = values, jax.numpy.zeros(out_shape, jax.numpy.int32)
             continue
@@ -357,8 +352,7 @@ def _max_pool_bwd(window_shape, strides, padding, residuals, grad):
     zero = jax.numpy.zeros((), grad.dtype)
     total = jax.numpy.zeros(padded_shape, grad.dtype)
     step = (1, *strides, 1)
-    kt, kh, kw = window_shape
-    for n, tap in enumerate((a, b, d) for a in range(kt) for b in range(kh) for d in range(kw)):
+    for n, tap in enumerate(_window_taps(window_shape)):
         start = (0, *tap, 0)
         # this tap's share, put back where the tap read it (lax.pad's interior padding)
         spread = [
