@@ -8,8 +8,9 @@ implementation in `csnspec.kernels` (as a generated module carries them: the inl
 native call, and a device copy of the input timed in the same run. Each figure is the fastest of
 `--repeats` calls after a warm-up; the variants of one shape run in turns (round robin) so that load
 from other processes hits them alike. On CPU the times are the process's CPU time (one thread by
-default: a shared machine's wall clock mostly measures the other processes); on CUDA, wall clock
-after a synchronize.
+default, the process pinned to one core: a shared machine's wall clock mostly measures the other
+processes); on CUDA, wall clock after a synchronize. Host memory is set up as `csnspec train`
+sets it for Flax (`cpu_setup`).
 
 Effective bandwidth counts the least traffic the op needs: forward reads the input and writes the
 output; forward+backward also reads the output gradient and the input again and writes the input
@@ -54,6 +55,32 @@ def race(variants: dict, repeats: int, clock) -> dict[str, float]:
         for name in names[r % len(names) :] + names[: r % len(names)]:
             best[name] = min(best[name], clock(variants[name]))
     return best
+
+
+def cpu_setup(threads: int, pin: bool = True, host_memory: str = "reuse") -> str:
+    """Set this process up for CPU timing before torch or jax start threads; say how, for the
+    table's header.
+
+    XLA reads its thread flags when it starts (XLA_FLAGS, unless set). With one thread and `pin`
+    (CPU-only runs) the process is pinned to one core: XLA:CPU runs some work on a pool of its
+    own whatever its flags say. Host memory is set up as `csnspec train --backend flax` sets it (freed memory
+    reused: csnspec/train/host_memory.py) unless `host_memory` is "default".
+    """
+    from csnspec.train.host_memory import reuse_freed_memory
+
+    os.environ.setdefault(
+        "XLA_FLAGS",
+        f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'} "
+        f"intra_op_parallelism_threads={threads}",
+    )
+    reused = host_memory == "reuse" and reuse_freed_memory()
+    pinned = pin and threads == 1 and hasattr(os, "sched_setaffinity")
+    if pinned:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    return (
+        f"{threads} thread(s){', one core' if pinned else ''}, "
+        f"host memory {'reused' if reused else 'glibc defaults'}"
+    )
 
 
 def cpu_clock(fn) -> float:
@@ -251,16 +278,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch and XLA)")
     parser.add_argument("--quick", action="store_true", help="one tiny shape (a smoke test)")
     args = parser.parse_args()
-    if "jax" in args.backend:  # XLA reads its thread flags when it starts
-        os.environ.setdefault(
-            "XLA_FLAGS",
-            f"--xla_cpu_multi_thread_eigen={'false' if args.threads == 1 else 'true'} "
-            f"intra_op_parallelism_threads={args.threads}",
-        )
     import torch
 
-    torch.set_num_threads(args.threads)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    setup = cpu_setup(args.threads, pin=devices == ["cpu"])
+    torch.set_num_threads(args.threads)
     shapes = QUICK if args.quick else SHAPES
     rows = []
     for device in devices:
@@ -283,6 +305,7 @@ def main() -> int:
                         file=sys.stderr,
                         flush=True,
                     )
+    print(f"CPU: {setup}")
     print(table(rows))
     return 0
 

@@ -8,8 +8,10 @@ forward + backward (gradients of the summed logits wrt every parameter), and the
 every parameter: `torch.optim.SGD` against the Flax trainer's optax chain in one `nnx.jit`,
 bound to the model and optimiser by `nnx.cached_partial` as the trainer binds it). Each figure
 is the fastest of `--repeats` calls after a warm-up, the passes taking turns; the time is the
-process's CPU time, one thread each by default (torch.set_num_threads; XLA_FLAGS
---xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=N unless set). The table gives
+process's CPU time, one thread each by default, the process pinned to one core (bench_depthwise's
+`cpu_setup`). Host memory is set up as `csnspec train --backend flax` sets it
+(csnspec/train/host_memory.py: freed memory reused, not returned to the kernel);
+`--host-memory default` keeps glibc's defaults, for the difference it makes. The table gives
 Flax ÷ PyTorch time, the training step's throughput (clips/s) of both and Flax ÷ PyTorch
 throughput, and the jit compile time (first call minus the fastest).
 """
@@ -17,14 +19,13 @@ throughput, and the jit compile time (first call minus the fastest).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench_depthwise import race  # bench/ is the script's folder, on sys.path
+from bench_depthwise import cpu_setup, race  # bench/ is the script's folder, on sys.path
 
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
 
@@ -95,12 +96,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--repeats", "--repeat", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--host-memory", choices=("reuse", "default"), default="reuse")
     args = p.parse_args(argv)
-    os.environ.setdefault(
-        "XLA_FLAGS",
-        f"--xla_cpu_multi_thread_eigen={'false' if args.threads == 1 else 'true'} "
-        f"intra_op_parallelism_threads={args.threads}",
-    )
+    setup = cpu_setup(args.threads, host_memory=args.host_memory)  # before jax starts threads
 
     import jax
     import numpy as np
@@ -140,7 +138,7 @@ def main(argv=None) -> int:
 
     dims = "x".join(map(str, low.input_shape))
     print(
-        f"{low.name}, batch {args.batch} x {dims}, float32 on the CPU, {args.threads} thread(s) "
+        f"{low.name}, batch {args.batch} x {dims}, float32 on the CPU, {setup} "
         f"(torch {torch.__version__}, jax {jax.__version__}), fastest of {args.repeats}, CPU time"
     )
     head = ("pass", "torch ms", "flax ms", "flax / torch time", "torch clips/s", "flax clips/s",

@@ -8,7 +8,8 @@ write it), built with `build(depthwise=IMPL)` for every `--depthwise` choice, an
 batch: forward (eval, no gradients) and forward+backward (train mode, gradients of the summed logits
 wrt every parameter). Each figure is the fastest of `--repeats` calls after a warm-up; the models of
 one backend and pass run in turns so that load from other processes hits them alike. On CPU the
-times are the process's CPU time (one thread by default); on CUDA, wall clock after a synchronize.
+times are the process's CPU time (one thread and one core by default, host memory as `csnspec
+train` sets it: bench_depthwise's `cpu_setup`); on CUDA, wall clock after a synchronize.
 
 The table gives each network's time ÷ ResNet3D-50's (same backend, pass and depthwise choice) beside
 its FLOPs ÷ ResNet3D-50's (csnspec's own count), and then the training-step throughput (clips/s) of
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import linecache
-import os
 import sys
 import time
 import types
@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench_depthwise import cpu_clock, race  # bench/ is the script's folder, on sys.path
+from bench_depthwise import cpu_clock, cpu_setup, race  # bench/ is the script's folder, on sys.path
 
 SPECS = {"ResNet3D-50": "resnet3d50.csn", "ir-CSN-50": "ircsn50.csn", "ip-CSN-50": "ipcsn50.csn"}
 BASELINE = "ResNet3D-50"
@@ -205,11 +205,7 @@ def main() -> int:
         help="torch: build(channels_last=True) and channels_last_3d input",
     )
     args = parser.parse_args()
-    os.environ.setdefault(
-        "XLA_FLAGS",
-        f"--xla_cpu_multi_thread_eigen={'false' if args.threads == 1 else 'true'} "
-        f"intra_op_parallelism_threads={args.threads}",
-    )
+    setup = cpu_setup(args.threads, pin=args.device == "cpu")  # before jax starts threads
     import torch
 
     import csnspec
@@ -250,7 +246,8 @@ def main() -> int:
                      f"{flops[net] / flops[BASELINE]:.2f}"))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     layout = ", torch channels_last_3d" if args.channels_last else ""
-    print(f"batch {args.batch} x {args.input}, {args.device}, {args.threads} thread(s){layout}")
+    where = setup if args.device == "cpu" else "cuda"
+    print(f"batch {args.batch} x {args.input}, {where}{layout}")
     print("\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows))
     if {"torch", "flax"} <= set(args.backend):
         print("\ntraining step throughput (clips/s), depthwise 'auto' where the build offers it")

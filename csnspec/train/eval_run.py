@@ -15,6 +15,7 @@ from ..data.transforms import ClipOptions
 from ..errors import CsnError
 from .devices import device_name
 from .evaluate import score_views
+from .host_memory import reuse_freed_memory
 from .run import check_clip
 
 
@@ -61,6 +62,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     from ..lowering import lower
     from ..parse import load
 
+    if cfg.backend == "flax":
+        reuse_freed_memory()  # before jax starts its threads
     device = device_name(cfg)  # a device that is not there stops before any work
     net = load(cfg.spec)
     check_clip(net, cfg.opts.frames, cfg.opts.crop, "eval", cfg.spec)

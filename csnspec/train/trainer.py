@@ -7,12 +7,15 @@ import sys
 from ..errors import CsnError
 from . import checkpoint
 from .config import TrainConfig
+from .host_memory import reuse_freed_memory
 from .run import prepare, read_json
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train (or continue) the run `cfg.out`; return the summary. A finished run is left as it
     is and its summary returned."""
+    if cfg.backend == "flax":
+        reuse_freed_memory()  # before jax starts its threads
     if cfg.backend == "torch":
         from .torch_loop import check_device
 
