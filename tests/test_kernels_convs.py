@@ -89,10 +89,10 @@ def _values_and_grads(model, x):
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(model, x)
 
 
-# (kernel, strides, padding, groups, bias): a stem's; a strided, grouped, unevenly padded 3x3x3
-# (two cases only: each is a few JAX compiles)
+# (kernel, strides, padding, groups, bias): a stem's (few channels: its own kernel gradient), unevenly
+# padded; a strided, grouped, unevenly padded 3x3x3 (two cases only: each is a few JAX compiles)
 FRAME_CASES = [
-    ((3, 5, 5), (1, 2, 2), ((1, 1), (2, 2), (2, 2)), 1, False),
+    ((3, 5, 5), (1, 2, 2), ((1, 1), (2, 1), (1, 2)), 1, False),
     ((3, 3, 3), (2, 2, 2), ((1, 1), (0, 1), (1, 1)), 2, True),
 ]
 
@@ -100,10 +100,11 @@ FRAME_CASES = [
 @pytest.mark.parametrize(("kernel", "strides", "padding", "groups", "bias"), FRAME_CASES)
 def test_frame_conv_matches_the_3d_conv(kernel, strides, padding, groups, bias):
     args = {"strides": strides, "padding": padding, "feature_group_count": groups, "use_bias": bias}
-    conv = FrameConv(4, 6, kernel, **args, rngs=nnx.Rngs(0))
-    plain = nnx.Conv(4, 6, kernel, **args, rngs=nnx.Rngs(0))
+    # 64 outputs: a stem's width, where few input channels take the kernel gradient by rows
+    conv = FrameConv(4, 64, kernel, **args, rngs=nnx.Rngs(0))
+    plain = nnx.Conv(4, 64, kernel, **args, rngs=nnx.Rngs(0))
     if bias:  # a bias that is not zero, the same in both
-        conv.bias[...] = plain.bias[...] = jnp.arange(6.0) / 6
+        conv.bias[...] = plain.bias[...] = jnp.arange(64.0) / 64
     x = np.random.default_rng(3).standard_normal((2, 5, 7, 6, 4)).astype(np.float32)
     (_, y), (g_model, g_x) = _values_and_grads(conv, x)
     (_, ref), (r_model, r_x) = _values_and_grads(plain, x)
